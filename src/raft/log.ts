@@ -1,0 +1,229 @@
+import { RaftInvariantError } from './errors.ts';
+import { type Entry, entrySize, type SnapshotMeta } from './types.ts';
+
+/**
+ * The in-memory Raft log: everything after the last snapshot, plus the bookkeeping of what is
+ * durable, committed and applied. Invariants (checked, a breach throws):
+ *   applied <= committed <= lastIndex, snapshotIndex <= committed
+ *   snapshotIndex <= applied, except while a snapshot from the leader waits to be restored
+ *   snapshotIndex < stableNext <= lastIndex + 1   (entries from stableNext on are not yet persisted)
+ * The log is bounded by compaction: the driver snapshots and calls {@link compact} periodically.
+ */
+export class RaftLog {
+  /** Index and term of the last entry covered by the snapshot (0, 0 when none). */
+  snapshotIndex = 0;
+  snapshotTerm = 0;
+  /** entries[i] has index snapshotIndex + 1 + i. */
+  private entries: Entry[] = [];
+  committed = 0;
+  /** The last index handed to the driver for applying. */
+  applied = 0;
+  /** The first index not yet durable. */
+  stableNext = 1;
+  /** A snapshot received from the leader, waiting to be persisted and restored by the driver. */
+  pendingSnapshot: SnapshotMeta | null = null;
+
+  /** Restores what the driver loaded from storage (all of it durable). */
+  static fromStorage(snapshot: SnapshotMeta | null, entries: Entry[], commit: number): RaftLog {
+    const log = new RaftLog();
+    if (snapshot) {
+      log.snapshotIndex = snapshot.index;
+      log.snapshotTerm = snapshot.term;
+    }
+    for (const [i, e] of entries.entries()) {
+      if (e.index !== log.snapshotIndex + 1 + i) {
+        throw new RaftInvariantError(`stored log is not contiguous at index ${e.index}`);
+      }
+    }
+    log.entries = entries.slice();
+    log.stableNext = log.lastIndex() + 1;
+    // Entries up to the stored commit index were applied before a crash, but the FSM lives in memory:
+    // the driver restores it from the snapshot and re-applies from there.
+    log.committed = Math.max(log.snapshotIndex, Math.min(commit, log.lastIndex()));
+    log.applied = log.snapshotIndex;
+    return log;
+  }
+
+  firstIndex(): number {
+    return this.snapshotIndex + 1;
+  }
+
+  lastIndex(): number {
+    return this.snapshotIndex + this.entries.length;
+  }
+
+  lastTerm(): number {
+    return this.entries.length > 0 ? this.entries[this.entries.length - 1].term : this.snapshotTerm;
+  }
+
+  /** The term of the entry at `index`, or undefined when compacted away or beyond the end. */
+  term(index: number): number | undefined {
+    if (index === this.snapshotIndex) return this.snapshotTerm;
+    if (index < this.snapshotIndex || index > this.lastIndex()) return undefined;
+    return this.entries[index - this.snapshotIndex - 1].term;
+  }
+
+  entryAt(index: number): Entry | undefined {
+    if (index <= this.snapshotIndex || index > this.lastIndex()) return undefined;
+    return this.entries[index - this.snapshotIndex - 1];
+  }
+
+  matchTerm(index: number, term: number): boolean {
+    return this.term(index) === term;
+  }
+
+  /** §5.4.1: a candidate's log is at least as up-to-date as ours. */
+  isUpToDate(lastIndex: number, lastTerm: number): boolean {
+    const myTerm = this.lastTerm();
+    return lastTerm > myTerm || (lastTerm === myTerm && lastIndex >= this.lastIndex());
+  }
+
+  /**
+   * Entries in [lo, hi), at least one (if any) and then at most `maxBytes` in total.
+   * Returns undefined when `lo` has been compacted away (the caller sends a snapshot instead).
+   */
+  slice(lo: number, hi: number, maxBytes: number): Entry[] | undefined {
+    if (lo <= this.snapshotIndex) return undefined;
+    hi = Math.min(hi, this.lastIndex() + 1);
+    const out: Entry[] = [];
+    let bytes = 0;
+    for (let i = lo; i < hi; i++) {
+      const e = this.entries[i - this.snapshotIndex - 1];
+      bytes += entrySize(e);
+      if (out.length > 0 && bytes > maxBytes) break;
+      out.push(e);
+    }
+    return out;
+  }
+
+  /** Appends entries at the end (the leader's own proposals). */
+  append(entries: Entry[]): void {
+    for (const e of entries) {
+      if (e.index !== this.lastIndex() + 1) {
+        throw new RaftInvariantError(`append of index ${e.index} after last index ${this.lastIndex()}`);
+      }
+      this.entries.push(e);
+    }
+  }
+
+  /**
+   * The follower side of AppendEntries (§5.3): if our entry at prevIndex has prevTerm, append
+   * `entries`, replacing any conflicting suffix, and return the index of the last new entry;
+   * otherwise return -1. Returns the first conflicting index replaced through `onTruncate`.
+   */
+  maybeAppend(
+    prevIndex: number,
+    prevTerm: number,
+    entries: Entry[],
+    onTruncate: (from: number) => void,
+  ): number {
+    if (!this.matchTerm(prevIndex, prevTerm)) return -1;
+    const lastNew = prevIndex + entries.length;
+    for (const e of entries) {
+      if (e.index <= this.snapshotIndex) continue; // already covered by our snapshot, hence committed
+      const t = this.term(e.index);
+      if (t === e.term) continue;
+      if (t !== undefined) {
+        if (e.index <= this.committed) {
+          throw new RaftInvariantError(`entry ${e.index} conflicts with the committed log`);
+        }
+        this.truncateFrom(e.index);
+        onTruncate(e.index);
+      }
+      this.append(entries.slice(entries.indexOf(e)).filter((x) => x.index > this.snapshotIndex));
+      break;
+    }
+    return lastNew;
+  }
+
+  private truncateFrom(index: number): void {
+    this.entries.length = index - this.snapshotIndex - 1;
+    if (this.stableNext > index) this.stableNext = index;
+  }
+
+  /**
+   * The largest index <= `index` whose term is <= `term` (etcd's findConflictByTerm): where a log
+   * that has `term` at some point can first agree with ours, to skip whole terms when probing.
+   */
+  findConflictByTerm(index: number, term: number): number {
+    index = Math.min(index, this.lastIndex());
+    for (; index > this.snapshotIndex; index--) {
+      const t = this.term(index);
+      if (t !== undefined && t <= term) return index;
+    }
+    return this.snapshotIndex;
+  }
+
+  commitTo(index: number): void {
+    if (index <= this.committed) return;
+    if (index > this.lastIndex()) {
+      throw new RaftInvariantError(`commit ${index} is beyond the last index ${this.lastIndex()}`);
+    }
+    this.committed = index;
+  }
+
+  /** Entries to hand over for persisting. */
+  unstableEntries(): Entry[] {
+    return this.entries.slice(this.stableNext - this.snapshotIndex - 1);
+  }
+
+  /** The driver persisted entries up to `index` (which had `term`). */
+  stableTo(index: number, term: number): void {
+    // A later truncation may have replaced what was persisted; only a matching term proves it is ours.
+    if (this.term(index) === term && index >= this.stableNext) this.stableNext = index + 1;
+  }
+
+  hasNextCommitted(): boolean {
+    return this.committed > this.applied && this.pendingSnapshot === null;
+  }
+
+  /** Committed entries not yet handed over for applying, at most `maxBytes` (at least one). */
+  nextCommitted(maxBytes: number): Entry[] {
+    if (!this.hasNextCommitted()) return [];
+    return this.slice(this.applied + 1, this.committed + 1, maxBytes) ?? [];
+  }
+
+  appliedTo(index: number): void {
+    if (index > this.committed || index < this.applied) {
+      throw new RaftInvariantError(`applied ${index} outside [${this.applied}, ${this.committed}]`);
+    }
+    this.applied = index;
+  }
+
+  /** The driver restored the FSM from the pending snapshot. */
+  appliedSnapshot(meta: SnapshotMeta): void {
+    if (this.pendingSnapshot === meta) this.pendingSnapshot = null;
+    if (meta.index > this.applied) this.applied = meta.index;
+  }
+
+  /** Replaces the whole log with a snapshot received from the leader (§7). */
+  restore(meta: SnapshotMeta): void {
+    this.entries = [];
+    this.snapshotIndex = meta.index;
+    this.snapshotTerm = meta.term;
+    this.committed = meta.index;
+    // `applied` moves to meta.index only once the driver has restored the FSM (appliedSnapshot): a
+    // Ready handed out before this one may still be applying older entries.
+    this.stableNext = meta.index + 1;
+    this.pendingSnapshot = meta;
+  }
+
+  /** Drops entries up to `index`, which a durable snapshot covers. */
+  compact(index: number, term: number): void {
+    if (index <= this.snapshotIndex) return;
+    if (index > this.applied) throw new RaftInvariantError(`compact ${index} beyond applied ${this.applied}`);
+    if (this.term(index) !== term) throw new RaftInvariantError(`compact ${index}: term mismatch`);
+    this.entries = this.entries.slice(index - this.snapshotIndex);
+    this.snapshotIndex = index;
+    this.snapshotTerm = term;
+  }
+
+  /** Bytes of entries in (from, to]. */
+  bytesBetween(from: number, to: number): number {
+    let n = 0;
+    for (let i = Math.max(from, this.snapshotIndex) + 1; i <= Math.min(to, this.lastIndex()); i++) {
+      n += entrySize(this.entries[i - this.snapshotIndex - 1]);
+    }
+    return n;
+  }
+}
