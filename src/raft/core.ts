@@ -265,11 +265,14 @@ export class RaftCore {
   proposeConfigChange(change: ConfigChange): { index: number; term: number } {
     this.checkCanPropose();
     if (this.pendingConfigIndex > this.log.committed) {
-      throw new ConfigChangeError('a configuration change is already in progress');
+      throw new ConfigChangeError('a configuration change is already in progress', true);
     }
     if (this.log.term(this.log.committed) !== this.term) {
       // Thesis §4.1 erratum: a new leader must commit an entry of its own term before changing membership.
-      throw new ConfigChangeError('the leader has not yet committed an entry in its term; retry shortly');
+      throw new ConfigChangeError(
+        'the leader has not yet committed an entry in its term; retry shortly',
+        true,
+      );
     }
     const next = applyChange(this.configuration(), change);
     const at = this.appendOwn('config', encodeConfiguration(next));

@@ -35,6 +35,12 @@ export class TransferInProgressError extends Error {
 /** A membership change that Raft's single-server rule or the current configuration forbids. */
 export class ConfigChangeError extends Error {
   override readonly name = 'ConfigChangeError';
+  /** True when the refusal clears up by itself (a change in flight, a leader still committing its term). */
+  readonly retryable: boolean;
+  constructor(message: string, retryable = false) {
+    super(message);
+    this.retryable = retryable;
+  }
 }
 
 /** A state the protocol rules out happened: the core stops rather than diverge (etcd's log.go panics). */

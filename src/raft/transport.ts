@@ -2,8 +2,12 @@ import type { Message, SnapshotMessage } from './types.ts';
 
 /** What the transport hands inbound traffic to (the driver). */
 export interface TransportHandler {
-  /** A message arrived. Called in arrival order per peer. */
-  onMessage(msg: Message): void;
+  /**
+   * A message arrived. Called in arrival order per peer. `fromAddress` is the sender's advertised
+   * Raft address when the transport knows it: a server that is not yet in our configuration (a new
+   * leader, a candidate) can then be answered.
+   */
+  onMessage(msg: Message, fromAddress?: string): void;
   /**
    * A snapshot is being streamed in. The handler stores the chunks and, once they are durable, steps
    * `msg` into the core. Rejecting tells the sender the install failed.
