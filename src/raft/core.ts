@@ -51,7 +51,8 @@ export interface RaftCoreOptions {
   checkQuorum?: boolean;
   /**
    * 'safe': ReadIndex confirms leadership with a heartbeat round (thesis §6.4).
-   * 'lease': the leader answers from its commit index, trusting CheckQuorum and bounded clock drift.
+   * 'lease': the leader answers from its commit index while a quorum answered a heartbeat within the last
+   * 4/5 of an election timeout (needs CheckQuorum; assumes clocks drift less than that margin).
    * @default 'safe'
    */
   readMode?: 'safe' | 'lease';
@@ -161,8 +162,17 @@ export class RaftCore {
   private pendingReads: PendingRead[] = [];
   /** Reads that arrived before this leader committed an entry of its term (§8: it may not know the commit index yet). */
   private readsAwaitingCommit: { from: ServerId; readCtx: number }[] = [];
+  /** Heartbeat rounds: every heartbeat broadcast gets the next number; answers echo it. */
   private readRound = 1;
   private readRoundScheduled = false;
+  /** Local tick at which recent rounds were sent (a ring indexed by round), for the leader lease. */
+  private readonly roundSentAt = new Array<{ round: number; tick: number }>(64);
+  /** Per server: the send tick of the latest round it answered. */
+  private readonly ackedTick = new Map<ServerId, number>();
+  /** Set once this leader sent TimeoutNow: the target's votes override leases, so ours is void. */
+  private leaseBroken = false;
+  /** Ticks since this core started: the leader lease's clock. */
+  private ticks = 0;
 
   private msgs: Message[] = [];
   private readStates: ReadState[] = [];
@@ -195,6 +205,7 @@ export class RaftCore {
 
   /** Advances logical time by one tick. */
   tick(): void {
+    this.ticks++;
     this.tickFn();
   }
 
@@ -215,9 +226,9 @@ export class RaftCore {
         this.becomeFollower(m.term, fromLeader ? m.from : '');
       }
     } else if (m.term < this.term) {
-      if ((this.opts.checkQuorum || this.opts.preVote) && (m.type === 'append' || m.type === 'heartbeat')) {
-        // A stale leader (e.g. after a partition) learns our term from this and steps down; without it,
-        // a node that raised its term could never rejoin under PreVote (etcd raft.go).
+      if (m.type === 'append' || m.type === 'heartbeat') {
+        // Figure 2: answer with our term so a stale leader (cut off, or removed) learns it and steps
+        // down; under PreVote it is also how a node that raised its term gets back in (etcd raft.go).
         this.send({
           type: 'appendResp',
           from: this.id,
@@ -228,13 +239,14 @@ export class RaftCore {
           hintIndex: 0,
           hintTerm: 0,
         });
-      } else if (m.type === 'vote' && m.pre) {
+      } else if (m.type === 'vote') {
+        // Figure 2: a stale candidate (pre or real) learns our term from the refusal.
         this.send({
           type: 'voteResp',
           from: this.id,
           to: m.from,
           term: this.term,
-          pre: true,
+          pre: m.pre,
           granted: false,
         });
       }
@@ -493,6 +505,8 @@ export class RaftCore {
     this.reset(this.term);
     this.role = 'leader';
     this.lead = this.id;
+    this.leaseBroken = false;
+    this.ackedTick.clear();
     this.step = (m) => this.stepLeader(m);
     this.tickFn = () => this.tickHeartbeat();
     for (const [id, pr] of this.progress) {
@@ -566,7 +580,7 @@ export class RaftCore {
     if (this.role !== 'leader') return;
     if (this.heartbeatElapsed >= this.opts.heartbeatTicks) {
       this.heartbeatElapsed = 0;
-      this.broadcastHeartbeat(0);
+      this.broadcastHeartbeat();
     }
   }
 
@@ -748,7 +762,13 @@ export class RaftCore {
         // a lost entry makes the follower reject it, which puts it back into probe (etcd does the same).
         pr.onHeartbeatResp();
         if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
-        if (m.readCtx > 0) this.ackRead(m.from, m.readCtx);
+        if (m.readCtx > 0) {
+          const sent = this.roundSentAt[m.readCtx % this.roundSentAt.length];
+          if (sent?.round === m.readCtx && sent.tick > (this.ackedTick.get(m.from) ?? -1)) {
+            this.ackedTick.set(m.from, sent.tick);
+          }
+          this.ackRead(m.from, m.readCtx);
+        }
         return;
       }
       case 'readIndex':
@@ -865,8 +885,7 @@ export class RaftCore {
     }
     if (this.role === 'leader' && this.readRoundScheduled) {
       this.readRoundScheduled = false;
-      this.broadcastHeartbeat(this.readRound);
-      this.readRound++;
+      this.broadcastHeartbeat();
     }
   }
 
@@ -923,10 +942,13 @@ export class RaftCore {
   }
 
   private sendTimeoutNow(to: ServerId): void {
+    this.leaseBroken = true;
     this.send({ type: 'timeoutNow', from: this.id, to, term: this.term });
   }
 
-  private broadcastHeartbeat(readCtx: number): void {
+  private broadcastHeartbeat(): void {
+    const readCtx = this.readRound++;
+    this.roundSentAt[readCtx % this.roundSentAt.length] = { round: readCtx, tick: this.ticks };
     for (const id of this.peerIds()) {
       const pr = this.progress.get(id)!;
       this.send({
@@ -1002,7 +1024,7 @@ export class RaftCore {
       return;
     }
     const ids = voters(this.configuration());
-    if (this.opts.readMode === 'lease' || (ids.length === 1 && ids[0] === this.id)) {
+    if ((this.opts.readMode === 'lease' && this.leaseValid()) || (ids.length === 1 && ids[0] === this.id)) {
       this.answerRead(from, readCtx, this.log.committed);
       return;
     }
@@ -1014,6 +1036,23 @@ export class RaftCore {
       acks: new Set([this.id]),
     });
     this.readRoundScheduled = true;
+  }
+
+  /**
+   * The leader lease (thesis §6.4.1): voters that answered a heartbeat sent at tick T refuse votes
+   * until they have not heard from us for an election timeout, so no other leader can exist before
+   * T + electionTicks on their clocks. A fifth of the window is kept back for clock drift. Requires
+   * CheckQuorum (which is what makes voters refuse); void after TimeoutNow, which overrides it.
+   */
+  private leaseValid(): boolean {
+    if (!this.opts.checkQuorum || this.leaseBroken) return false;
+    const ids = voters(this.configuration());
+    const ticks = ids
+      .map((id) => (id === this.id ? this.ticks : (this.ackedTick.get(id) ?? -1)))
+      .sort((a, b) => b - a);
+    const quorumTick = ticks[Math.floor(ids.length / 2)];
+    if (quorumTick < 0) return false;
+    return this.ticks < quorumTick + Math.floor((this.opts.electionTicks * 4) / 5);
   }
 
   private releaseReadsAwaitingCommit(): void {

@@ -33,6 +33,8 @@ export interface SimProfile {
   diskMaxDelay: number;
   /** Simulated time units between a node's ticks (each node drifts a little around it). */
   tickInterval: number;
+  /** Each node's tick interval is tickInterval ± up to this much: clock drift. */
+  tickJitter: number;
   snapshotEvery: number;
   trailing: number;
   membershipRate: number;
@@ -44,6 +46,8 @@ export interface SimProfile {
 /** Picks a fault profile from the seed (swarm testing: each seed explores a different mix). */
 export function swarmProfile(rng: Prng): SimProfile {
   const voters = rng.chance(0.5) ? 3 : 5;
+  // Lease reads are only as safe as the clock-drift bound they assume (a fifth of the lease).
+  const lease = rng.chance(0.3);
   return {
     voters,
     spares: rng.int(3),
@@ -56,6 +60,7 @@ export function swarmProfile(rng: Prng): SimProfile {
     maxDown: voters === 3 ? 1 : 2,
     diskMaxDelay: rng.pick([0, 2, 8]),
     tickInterval: 10,
+    tickJitter: lease ? 1 : 2,
     snapshotEvery: rng.pick([8, 30, 1000]),
     trailing: rng.pick([0, 5, 20]),
     membershipRate: rng.pick([0, 0.002, 0.01]),
@@ -63,7 +68,8 @@ export function swarmProfile(rng: Prng): SimProfile {
     keys: rng.range(1, 4),
     core: {
       preVote: rng.chance(0.8),
-      checkQuorum: rng.chance(0.8),
+      checkQuorum: lease || rng.chance(0.8),
+      readMode: lease ? 'lease' : 'safe',
       maxInflightMsgs: rng.pick([1, 4, 256]),
       maxMsgBytes: rng.pick([64, 64, 1024, 1 << 20]),
     },
@@ -207,7 +213,7 @@ export class RaftSim {
       const node = new SimNode(
         id,
         disk,
-        p.tickInterval + this.rng.range(-2, 2),
+        p.tickInterval + this.rng.range(-p.tickJitter, p.tickJitter),
         this.rng.range(1, p.tickInterval),
       );
       this.nodes.push(node);
@@ -581,14 +587,18 @@ export class RaftSim {
 
   private driveClient(c: SimClient): void {
     if (c.busy) {
-      if (this.now - c.busySince > 3000) this.finishUnknown(c);
+      // Give up like a real client would; a write's outcome is then unknown, and the next op may go elsewhere.
+      if (this.now - c.busySince > 400) {
+        c.leaderHint = '';
+        this.finishUnknown(c);
+      }
       return;
     }
     if (!this.issuing || this.now < c.nextAt) return;
     const up = this.nodes.filter((n) => n.core);
     if (up.length === 0) return;
     const hinted = this.byId.get(c.leaderHint);
-    const node = hinted?.core && this.rng.chance(0.6) ? hinted : this.rng.pick(up);
+    const node = hinted?.core && this.rng.chance(0.5) ? hinted : this.rng.pick(up);
     const key = `k${this.rng.int(this.profile.keys)}`;
     const value = `c${c.id}.${++c.seq}`;
     const r = this.rng.next();
