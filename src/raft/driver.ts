@@ -12,7 +12,15 @@ import {
 import type { StateMachine } from './fsm.ts';
 import type { RaftStorage } from './storage.ts';
 import type { RaftTransport } from './transport.ts';
-import type { Configuration, Entry, Message, Ready, ServerId, SnapshotMessage } from './types.ts';
+import {
+  type Configuration,
+  type Entry,
+  type Message,
+  type Ready,
+  type ServerId,
+  type SnapshotMessage,
+  sendableBeforePersist,
+} from './types.ts';
 
 export interface RaftNodeInit<Result> {
   id: ServerId;
@@ -364,6 +372,7 @@ export class RaftNode<Result = unknown> extends EventTarget {
   private async loop(): Promise<void> {
     while (!this.stopped && this.core.hasReady()) {
       const rd = this.core.ready();
+      for (const m of rd.messages) if (sendableBeforePersist(m)) this.send(m);
       await this.persist(rd);
       if (rd.snapshot) {
         const snap = await this.storage.currentSnapshot();
@@ -374,7 +383,7 @@ export class RaftNode<Result = unknown> extends EventTarget {
         this.lastSnapshotIndex = rd.snapshot.index;
         this.log.info({ index: rd.snapshot.index, term: rd.snapshot.term }, 'installed snapshot from leader');
       }
-      for (const m of rd.messages) this.send(m);
+      for (const m of rd.messages) if (!sendableBeforePersist(m)) this.send(m);
       for (const e of rd.committed) this.apply(e);
       this.core.advance(rd);
       for (const rs of rd.readStates) this.onReadState(rs.readCtx, rs.index);

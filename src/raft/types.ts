@@ -167,7 +167,8 @@ export type Role = 'follower' | 'precandidate' | 'candidate' | 'leader';
 /**
  * A batch of work the core hands to its driver. The driver must, in this order:
  * 1. install `snapshot` (if any) and persist `hardState` and `entries` with one fsync;
- * 2. send `messages` (they promise what step 1 made durable);
+ * 2. send `messages` (they promise what step 1 made durable); those that {@link sendableBeforePersist}
+ *    accepts may go before step 1 instead, so the leader's disk write overlaps replication;
  * 3. apply `committed` to the state machine, and answer `readStates` once applied reaches them;
  * 4. call `core.advance(ready)`.
  */
@@ -181,6 +182,15 @@ export interface Ready {
   /** Entries now committed, in order, to apply. */
   committed: Entry[];
   readStates: ReadState[];
+}
+
+/**
+ * The leader's replication traffic promises nothing about its own disk: it may leave before the
+ * Ready's fsync, so the leader's write overlaps the followers' (thesis §10.2.1). The leader counts
+ * itself toward a quorum only once its fsync is done. Votes, vote requests and every answer wait.
+ */
+export function sendableBeforePersist(m: Message): boolean {
+  return m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot' || m.type === 'timeoutNow';
 }
 
 /** An entry encoded for a byte budget: what flow control counts. */

@@ -14,7 +14,15 @@ import { bootstrapState, RaftCore, type RaftCoreOptions } from '../../src/raft/c
 import { NotLeaderError } from '../../src/raft/errors.ts';
 import { encodeKvCommand, type KvCommand, KvStateMachine } from '../../src/raft/kv-fsm.ts';
 import type { PersistedState } from '../../src/raft/storage.ts';
-import type { Configuration, Entry, HardState, Message, Ready, SnapshotMeta } from '../../src/raft/types.ts';
+import {
+  type Configuration,
+  type Entry,
+  type HardState,
+  type Message,
+  type Ready,
+  type SnapshotMeta,
+  sendableBeforePersist,
+} from '../../src/raft/types.ts';
 import { checkKvHistory, type KvInput, type KvOutput, type Operation } from '../support/linearizability.ts';
 import { Prng } from '../support/prng.ts';
 
@@ -493,6 +501,7 @@ export class RaftSim {
     }
     if (!n.inflight && n.core && core.hasReady()) {
       const rd = core.ready();
+      for (const m of rd.messages) if (sendableBeforePersist(m)) this.send(n, m);
       const delay = this.profile.diskMaxDelay === 0 ? 0 : this.rng.range(0, this.profile.diskMaxDelay);
       if (delay === 0) this.completeReady(n, rd);
       else n.inflight = { rd, doneAt: this.now + delay };
@@ -529,7 +538,7 @@ export class RaftSim {
       }
     }
     // 2. Send what the now-durable state promises.
-    for (const m of rd.messages) this.send(n, m);
+    for (const m of rd.messages) if (!sendableBeforePersist(m)) this.send(n, m);
     // 3. Apply.
     for (const e of rd.committed) this.apply(n, e);
     for (const rs of rd.readStates) {
