@@ -70,9 +70,14 @@ export interface RaftCoreOptions {
   maxPendingReads?: number;
   /** Uniform in [0, 1): the only source of chance, seeded by whoever owns the core. */
   rng: () => number;
+  /** Told of every message the core refuses outright (misaddressed, stale term, not a voter), for logs and counters. */
+  onReject?: (reason: RejectReason, m: Message) => void;
 }
 
-type Resolved = Required<Omit<RaftCoreOptions, 'rng'>> & Pick<RaftCoreOptions, 'rng'>;
+export type RejectReason = 'misaddressed' | 'stale-term' | 'not-a-voter';
+
+type Resolved = Required<Omit<RaftCoreOptions, 'rng' | 'onReject'>> &
+  Pick<RaftCoreOptions, 'rng' | 'onReject'>;
 
 const DEFAULTS = {
   electionTicks: 10,
@@ -211,7 +216,10 @@ export class RaftCore {
 
   /** Feeds one message received from the network. Malformed or misaddressed ones are dropped. */
   stepMessage(m: Message): void {
-    if (m.to !== this.id || m.from === this.id) return;
+    if (m.to !== this.id || m.from === this.id) {
+      this.opts.onReject?.('misaddressed', m);
+      return;
+    }
     if (m.term > this.term) {
       if (m.type === 'vote' && this.inLease() && !m.transfer) {
         // A leader we heard from recently is alive: a vote request is from a disruptive server (§4.2.3).
@@ -226,6 +234,7 @@ export class RaftCore {
         this.becomeFollower(m.term, fromLeader ? m.from : '');
       }
     } else if (m.term < this.term) {
+      this.opts.onReject?.('stale-term', m);
       if (m.type === 'append' || m.type === 'heartbeat') {
         // Figure 2: answer with our term so a stale leader (cut off, or removed) learns it and steps
         // down; under PreVote it is also how a node that raised its term gets back in (etcd raft.go).
@@ -620,6 +629,7 @@ export class RaftCore {
     const config = this.configuration();
     if (config.servers.length > 0 && !isVoter(config, m.from)) {
       // Removed servers and non-voters must not disrupt the cluster with elections.
+      this.opts.onReject?.('not-a-voter', m);
       this.send({ type: 'voteResp', from: this.id, to: m.from, term: this.term, pre: m.pre, granted: false });
       return;
     }

@@ -1,6 +1,12 @@
 import type { Logger } from 'pino';
 import { findServer } from './configuration.ts';
-import { bootstrapState, type CoreStatus, RaftCore, type RaftCoreOptions } from './core.ts';
+import {
+  bootstrapState,
+  type CoreStatus,
+  RaftCore,
+  type RaftCoreOptions,
+  type RejectReason,
+} from './core.ts';
 import {
   ConfigChangeError,
   NotLeaderError,
@@ -41,7 +47,7 @@ export interface RaftNodeInit<Result> {
   /** A proposal not applied within this long fails with a timeout (its outcome is then unknown). @default 30 s */
   proposalTimeoutMs?: number;
   /** Everything else of the core: election and heartbeat ticks, PreVote, CheckQuorum, read mode, flow limits. */
-  core?: Omit<RaftCoreOptions, 'id' | 'rng'>;
+  core?: Omit<RaftCoreOptions, 'id' | 'rng' | 'onReject'>;
   /** @default Math.random */
   rng?: () => number;
 }
@@ -110,7 +116,15 @@ export class RaftNode<Result = unknown> extends EventTarget {
   private nextReadCtx = 1;
   private readonly peerAddresses = new Map<ServerId, string>();
 
-  private constructor(init: RaftNodeInit<Result>, core: RaftCore, snapshotIndex: number) {
+  /** Messages the core refused, by reason (see RaftCoreOptions.onReject). */
+  readonly rejected: Readonly<Record<RejectReason, number>>;
+
+  private constructor(
+    init: RaftNodeInit<Result>,
+    core: RaftCore,
+    snapshotIndex: number,
+    rejected: Record<RejectReason, number>,
+  ) {
     super();
     this.id = init.id;
     this.address = init.address;
@@ -126,6 +140,7 @@ export class RaftNode<Result = unknown> extends EventTarget {
     this.electionTicks = init.core?.electionTicks ?? 10;
     this.readTimeoutMs = this.tickMs * this.electionTicks * 5;
     this.lastSnapshotIndex = snapshotIndex;
+    this.rejected = rejected;
   }
 
   /** Loads the store, restores the FSM from its snapshot, and starts ticking, listening and replicating. */
@@ -142,8 +157,17 @@ export class RaftNode<Result = unknown> extends EventTarget {
     }
     const current = await init.storage.currentSnapshot();
     if (current) await init.fsm.restore(current.chunks());
-    const core = new RaftCore({ ...init.core, id: init.id, rng: init.rng ?? Math.random }, persisted);
-    const node = new RaftNode(init, core, persisted.snapshot?.index ?? 0);
+    const rejected: Record<RejectReason, number> = { misaddressed: 0, 'stale-term': 0, 'not-a-voter': 0 };
+    const rejectLog = init.logger.child({ component: 'raft', server: init.id });
+    const onReject = (reason: RejectReason, m: Message) => {
+      rejected[reason]++;
+      rejectLog.debug({ reason, type: m.type, from: m.from, to: m.to, term: m.term }, 'message rejected');
+    };
+    const core = new RaftCore(
+      { ...init.core, id: init.id, rng: init.rng ?? Math.random, onReject },
+      persisted,
+    );
+    const node = new RaftNode(init, core, persisted.snapshot?.index ?? 0, rejected);
     await node.begin();
     return node;
   }

@@ -1,0 +1,149 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import { silentLogger } from '../../src/agent/logger.ts';
+import { RaftNode } from '../../src/raft/driver.ts';
+import { NotLeaderError } from '../../src/raft/errors.ts';
+import { GrpcTransport } from '../../src/raft/grpc-transport.ts';
+import { encodeKvCommand, type KvResult, KvStateMachine } from '../../src/raft/kv-fsm.ts';
+import { LevelRaftStorage } from '../../src/raft/level-storage.ts';
+import type { Configuration } from '../../src/raft/types.ts';
+import { waitFor } from '../support/raft-cluster.ts';
+
+interface Member {
+  id: string;
+  address: string;
+  node: RaftNode<KvResult>;
+  fsm: KvStateMachine;
+}
+
+/** In-process servers with real LevelDB stores and gRPC transports on 127.0.0.x. */
+class InProcessCluster {
+  readonly members: Member[] = [];
+  private readonly root: string;
+  private readonly port = 40_000 + Math.floor(Math.random() * 10_000);
+
+  private constructor(root: string) {
+    this.root = root;
+  }
+
+  static async start(size: number): Promise<InProcessCluster> {
+    const c = new InProcessCluster(await mkdtemp(join(tmpdir(), 'meshd-driver-')));
+    const config: Configuration = {
+      servers: Array.from({ length: size }, (_, i) => ({
+        id: `d${i + 1}`,
+        address: c.addr(i + 1),
+        suffrage: 'voter',
+      })),
+    };
+    await Promise.all(config.servers.map((_, i) => c.add(i + 1, config)));
+    return c;
+  }
+
+  addr(n: number): string {
+    return `127.0.0.${n}:${this.port}`;
+  }
+
+  /** Starts server n; with no bootstrap it starts empty and waits to be added by the leader. */
+  async add(n: number, bootstrap?: Configuration): Promise<Member> {
+    const logger = silentLogger();
+    const fsm = new KvStateMachine();
+    const node = await RaftNode.start<KvResult>({
+      id: `d${n}`,
+      address: this.addr(n),
+      storage: await LevelRaftStorage.open(join(this.root, `d${n}`)),
+      transport: new GrpcTransport({ listen: this.addr(n), logger }),
+      fsm,
+      logger,
+      bootstrap,
+      tickMs: 20,
+    });
+    const m = { id: `d${n}`, address: this.addr(n), node, fsm };
+    this.members.push(m);
+    return m;
+  }
+
+  async leader(): Promise<Member> {
+    return waitFor('a leader', () => this.members.find((m) => m.node.status().role === 'leader'), 20_000);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.members.map((m) => m.node.stop()));
+    await rm(this.root, { recursive: true, force: true });
+  }
+}
+
+const put = (key: string, value: string) => encodeKvCommand({ op: 'put', key, value });
+
+test('propose resolves with the index and the FSM result; followers refuse with the leader address', async (t) => {
+  const c = await InProcessCluster.start(3);
+  t.teardown(() => c.stop());
+  const leader = await c.leader();
+  const r = await leader.node.propose(put('a', '1'));
+  t.true(r.index > 1);
+  t.deepEqual(r.result, { ok: true });
+  const cas = await leader.node.propose(
+    encodeKvCommand({ op: 'cas', key: 'a', expected: 'nope', value: '2' }),
+  );
+  t.deepEqual(cas.result, { ok: false });
+
+  const follower = c.members.find((m) => m !== leader)!;
+  const err = await t.throwsAsync(follower.node.propose(put('b', '1')), { instanceOf: NotLeaderError });
+  t.is((err as NotLeaderError).leaderId, leader.id);
+  t.is((err as NotLeaderError).leaderAddress, leader.address);
+
+  // A linearizable read on the follower sees the committed write.
+  await follower.node.readIndex();
+  t.is(follower.fsm.get('a'), '1');
+
+  const st = follower.node.status();
+  t.is(st.role, 'follower');
+  t.is(st.leader, leader.id);
+  t.true(st.lastContactMs >= 0 && st.lastContactMs < 2000);
+  t.is(st.configuration.servers.length, 3);
+  t.true(st.commitIndex >= r.index);
+});
+
+test('addVoter brings a new server in as a non-voter, promotes it once caught up; removeServer takes it out', async (t) => {
+  const c = await InProcessCluster.start(3);
+  t.teardown(() => c.stop());
+  const leader = await c.leader();
+  for (let i = 0; i < 50; i++) await leader.node.propose(put(`k${i}`, `v${i}`));
+  const fresh = await c.add(4);
+  t.is(fresh.node.status().configuration.servers.length, 0, 'a new server starts with no configuration');
+  const events: string[] = [];
+  fresh.node.on('leader:changed', (e) => events.push(e.detail.leader));
+
+  await leader.node.addVoter(fresh.id, fresh.address);
+  const cfg = leader.node.status().configuration.servers.find((s) => s.id === fresh.id);
+  t.is(cfg?.suffrage, 'voter');
+  await waitFor('the new server to apply the log', () => fresh.fsm.get('k49') === 'v49');
+  t.true(events.includes(leader.id), 'the new server learned who leads');
+
+  await leader.node.removeServer(fresh.id);
+  t.false(leader.node.status().configuration.servers.some((s) => s.id === fresh.id));
+});
+
+test('transferLeadership hands over to a caught-up voter; removing the leader makes it step down', async (t) => {
+  const c = await InProcessCluster.start(3);
+  t.teardown(() => c.stop());
+  const first = await c.leader();
+  await first.node.propose(put('x', '1'));
+  const termBefore = first.node.status().term;
+  const target = c.members.find((m) => m !== first)!;
+  t.is(await first.node.transferLeadership(target.id), target.id);
+  await waitFor('the target to lead', () => target.node.status().role === 'leader');
+  t.is(target.node.status().term, termBefore + 1, 'TimeoutNow makes the target campaign at once, one term up');
+  t.is(first.node.status().role, 'follower');
+
+  await target.node.propose(put('x', '2'));
+  await target.node.removeServer(target.id);
+  const next = await waitFor('another leader', () =>
+    c.members.find((m) => m !== target && m.node.status().role === 'leader'),
+  );
+  t.not(next.id, target.id);
+  const r = await next.node.propose(put('x', '3'));
+  t.deepEqual(r.result, { ok: true });
+  t.is(next.node.status().configuration.servers.length, 2);
+});
