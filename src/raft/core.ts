@@ -687,14 +687,7 @@ export class RaftCore {
         break;
       case 'readIndex':
         // Forwarded to us by mistake (we are not the leader): refuse so the asker retries.
-        this.send({
-          type: 'readIndexResp',
-          from: this.id,
-          to: m.from,
-          term: this.term,
-          readCtx: m.readCtx,
-          index: 0,
-        });
+        this.answerRead(m.from, m.readCtx, 0);
         break;
       default:
         break;
@@ -717,14 +710,7 @@ export class RaftCore {
         this.recordVote(m.from, m.granted, m.pre);
         break;
       case 'readIndex':
-        this.send({
-          type: 'readIndexResp',
-          from: this.id,
-          to: m.from,
-          term: this.term,
-          readCtx: m.readCtx,
-          index: 0,
-        });
+        this.answerRead(m.from, m.readCtx, 0);
         break;
       default:
         break;

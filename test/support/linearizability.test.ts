@@ -406,6 +406,94 @@ test('property: in a strictly sequential history, any wrong get result or flippe
   t.pass();
 });
 
+/**
+ * The reference: tries every order of the whole history (no per-key split, no cache, no reductions)
+ * that respects real time, letting unknown-outcome ops take effect anywhere after their call or
+ * never. Exponential, so for tiny histories only.
+ */
+function bruteForceLinearizable(history: Operation[]): boolean {
+  const ret = (op: Operation): number => (op.output === undefined ? Number.POSITIVE_INFINITY : op.return);
+  const done = history.map(() => false);
+  const search = (store: ReadonlyMap<string, string>): boolean => {
+    if (history.every((op, i) => done[i] || op.output === undefined)) return true;
+    for (let i = 0; i < history.length; i++) {
+      const op = history[i];
+      if (done[i]) continue;
+      // Some other pending op returned before this one was called, so it must go first.
+      if (history.some((p, j) => !done[j] && j !== i && ret(p) < op.call)) continue;
+      const current = store.get(op.input.key) ?? null;
+      const out = op.output;
+      const next = new Map(store);
+      const input = op.input;
+      if (input.op === 'put') next.set(input.key, input.value);
+      else if (input.op === 'delete') next.delete(input.key);
+      else if (input.op === 'get') {
+        if (out !== undefined && (out.ok ? (out.value ?? null) : null) !== current) continue;
+      } else {
+        const swaps = current === input.expected;
+        if (out !== undefined && out.ok !== swaps) continue;
+        if (swaps) next.set(input.key, input.value);
+      }
+      done[i] = true;
+      const found = search(next);
+      done[i] = false;
+      if (found) return true;
+    }
+    return false;
+  };
+  return search(new Map());
+}
+
+const randomOpArb: fc.Arbitrary<Operation> = fc
+  .record({
+    clientId: fc.integer({ min: 0, max: 3 }),
+    op: fc.constantFrom('put', 'get', 'get', 'cas', 'delete'),
+    key: fc.constantFrom('x', 'x', 'y'),
+    value: fc.constantFrom('a', 'b'),
+    read: fc.constantFrom(null, 'a', 'b'),
+    expected: fc.constantFrom(null, 'a', 'b'),
+    swapped: fc.boolean(),
+    unknown: fc.integer({ min: 0, max: 5 }),
+    call: fc.integer({ min: 0, max: 20 }),
+    duration: fc.integer({ min: 0, max: 12 }),
+  })
+  .map((r): Operation => {
+    let input: KvInput;
+    let output: KvOutput;
+    if (r.op === 'put') [input, output] = [{ op: 'put', key: r.key, value: r.value }, { ok: true }];
+    else if (r.op === 'delete') [input, output] = [{ op: 'delete', key: r.key }, { ok: true }];
+    else if (r.op === 'get')
+      [input, output] = [
+        { op: 'get', key: r.key },
+        { ok: true, value: r.read },
+      ];
+    else {
+      input = { op: 'cas', key: r.key, expected: r.expected, value: r.value };
+      output = r.swapped ? { ok: true } : { ok: false };
+    }
+    const op: Operation = { clientId: r.clientId, input, output, call: r.call, return: r.call + r.duration };
+    return r.unknown === 0 ? { ...op, output: undefined, return: Number.POSITIVE_INFINITY } : op;
+  });
+
+test('property: on small random histories the checker agrees with brute force', (t) => {
+  let linearizable = 0;
+  let not = 0;
+  fc.assert(
+    fc.property(fc.array(randomOpArb, { maxLength: 7 }), (history) => {
+      const expected = bruteForceLinearizable(history);
+      const r = checkKvHistory(history);
+      if (r.ok !== expected)
+        throw new Error(`checker said ${JSON.stringify(r)}, brute force said ${expected}`);
+      if (expected) linearizable++;
+      else not++;
+    }),
+    { numRuns: 3000 },
+  );
+  t.log(`${linearizable} linearizable, ${not} not`);
+  // Both verdicts must be well represented, or the agreement means little.
+  t.true(linearizable > 300 && not > 300);
+});
+
 // ---- Performance sanity ----
 
 /** mulberry32: a tiny seeded PRNG, so generated histories are reproducible. */

@@ -81,6 +81,11 @@ const ABSENT = 0;
 
 const NIL = -1;
 
+// The phases in which a search node tries its candidates (see checkPartition).
+const PHASE_READ = 0;
+const PHASE_WRITE = 1;
+const PHASE_UNKNOWN = 2;
+
 /** How many search steps run between clock reads, so the timeout costs almost nothing. */
 const CLOCK_CHECK_MASK = 1023;
 
@@ -170,11 +175,92 @@ function validate(op: Operation, index: number): void {
 
 type PartitionResult = 'ok' | 'timeout' | { explanation: string };
 
-/** A cache bucket entry: one explored (linearized set, state) configuration, chained on hash collision. */
-interface CacheEntry {
-  bits: Uint32Array;
-  state: number;
-  next: CacheEntry | undefined;
+/**
+ * The visited configurations (linearized known ops, linearized unknown ops, state), with the
+ * subsumption test described in checkPartition. A hash table chained through flat arrays, with all
+ * entries' bitsets packed into one growable arena: refuting a history can visit hundreds of
+ * thousands of configurations, and an object plus typed arrays apiece made garbage collection
+ * the bottleneck.
+ */
+class ConfigCache {
+  readonly #knownWords: number;
+  readonly #unknownWords: number;
+  readonly #stride: number;
+  #arena: Uint32Array;
+  #size = 0;
+  #next = new Int32Array(64);
+  #state = new Int32Array(64);
+  #hash = new Int32Array(64);
+  #heads = new Int32Array(64).fill(-1);
+
+  constructor(knownWords: number, unknownWords: number) {
+    this.#knownWords = knownWords;
+    this.#unknownWords = unknownWords;
+    this.#stride = knownWords + unknownWords;
+    this.#arena = new Uint32Array(this.#stride * 64);
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /**
+   * Records the configuration unless a visited one subsumes it: same state, same known ops, and a
+   * subset of its unknown ops. `hash` must depend only on the known ops. Returns whether it was new.
+   */
+  visit(known: Uint32Array, unknown: Uint32Array, hash: number, state: number): boolean {
+    const kw = this.#knownWords;
+    const uw = this.#unknownWords;
+    const stride = this.#stride;
+    const arena = this.#arena;
+    // Masked to 30 bits so the value stays a small integer in V8.
+    const h = (hash ^ Math.imul(state + 1, 0x9e3779b1)) & 0x3fffffff;
+    search: for (let e = this.#heads[h & (this.#heads.length - 1)]; e !== -1; e = this.#next[e]) {
+      if (this.#hash[e] !== h || this.#state[e] !== state) continue;
+      const base = e * stride;
+      for (let w = 0; w < kw; w++) if (arena[base + w] !== known[w]) continue search;
+      for (let w = 0; w < uw; w++) if ((arena[base + kw + w] & ~unknown[w]) !== 0) continue search;
+      return false;
+    }
+    this.#insert(known, unknown, h, state);
+    return true;
+  }
+
+  #insert(known: Uint32Array, unknown: Uint32Array, h: number, state: number): void {
+    const e = this.#size;
+    if (e === this.#next.length) {
+      const grow = (a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> => {
+        const b = new Int32Array(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.#next = grow(this.#next);
+      this.#state = grow(this.#state);
+      this.#hash = grow(this.#hash);
+      const arena = new Uint32Array(this.#arena.length * 2);
+      arena.set(this.#arena);
+      this.#arena = arena;
+    }
+    const base = e * this.#stride;
+    this.#arena.set(known, base);
+    this.#arena.set(unknown, base + this.#knownWords);
+    this.#state[e] = state;
+    this.#hash[e] = h;
+    this.#size = e + 1;
+    if (this.#size > this.#heads.length) {
+      // Keep chains short: rebuild the table at twice the size, rethreading every entry.
+      this.#heads = new Int32Array(this.#heads.length * 2).fill(-1);
+      for (let i = 0; i < this.#size; i++) this.#link(i);
+    } else {
+      this.#link(e);
+    }
+  }
+
+  #link(e: number): void {
+    const slot = this.#hash[e] & (this.#heads.length - 1);
+    this.#next[e] = this.#heads[slot];
+    this.#heads[slot] = e;
+  }
 }
 
 function checkPartition(
@@ -203,15 +289,13 @@ function checkPartition(
   const arg1 = new Int32Array(n); // put: value; get: value read; cas: expected
   const arg2 = new Int32Array(n); // cas: new value
   const outcome = new Int8Array(n);
-  const unknown = new Uint8Array(n); // doubles as the search phase the op belongs to
+  const unknown = new Uint8Array(n); // 1 if the outcome is unknown; doubles as the op's search phase
   const returnTime = new Float64Array(n);
-  let anyUnknown = false;
   for (let i = 0; i < n; i++) {
     const op = history[indices[i]];
     const input = op.input;
     const output = op.output;
     unknown[i] = output === undefined ? 1 : 0;
-    anyUnknown ||= output === undefined;
     returnTime[i] = output === undefined ? Number.POSITIVE_INFINITY : op.return;
     outcome[i] = output === undefined ? OUTCOME_UNKNOWN : output.ok ? OUTCOME_OK : OUTCOME_FAILED;
     switch (input.op) {
@@ -295,49 +379,85 @@ function checkPartition(
     next[prev[e]] = e;
     prev[next[e]] = e;
   };
+  const firstPendingReturn = (): number => {
+    let e = next[HEAD];
+    while ((e & 1) === 0) e = next[e];
+    return e;
+  };
 
-  // The linearized set as a bitset, plus a Zobrist hash of it (an XOR of a random word per member),
-  // maintained in O(1) per step so a cache probe costs a full bitset scan only on a hash hit.
-  const words = (n + 31) >>> 5;
-  const bits = new Uint32Array(words);
+  // The linearized set, as two bitsets: one over the ops with known outcomes, which every
+  // linearization must contain, and one over the unknown-outcome ops, which it may leave out. The
+  // known half also has a Zobrist hash (an XOR of a random word per member), maintained in O(1)
+  // per step, so a cache probe scans whole bitsets only on a hash hit.
+  const slot = new Int32Array(n); // op -> its bit in the known or unknown bitset
+  let knownCount = 0;
+  let unknownCount = 0;
+  for (let i = 0; i < n; i++) slot[i] = unknown[i] ? unknownCount++ : knownCount++;
+  const knownWords = (knownCount + 31) >>> 5;
+  const unknownWords = (unknownCount + 31) >>> 5;
+  const knownBits = new Uint32Array(knownWords);
+  const unknownBits = new Uint32Array(unknownWords);
   const zobrist = new Int32Array(n);
   let seed = 0x2545f491;
   for (let i = 0; i < n; i++) {
     seed = (seed + 0x6d2b79f5) | 0;
     let z = Math.imul(seed ^ (seed >>> 15), seed | 1);
     z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
-    zobrist[i] = z ^ (z >>> 14);
+    zobrist[i] = unknown[i] ? 0 : z ^ (z >>> 14);
   }
   let hash = 0;
-
-  const cache = new Map<number, CacheEntry>();
-  // Keys are masked to 30 bits so V8 keeps them as small integers, the fast path for Map lookups.
-  const cacheKey = (h: number, state: number): number => (h ^ Math.imul(state + 1, 0x9e3779b1)) & 0x3fffffff;
-  /** Adds (bits, state) unless already present; returns whether it was new. */
-  const cacheAdd = (h: number, state: number): boolean => {
-    const k = cacheKey(h, state);
-    const head = cache.get(k);
-    for (let c = head; c !== undefined; c = c.next) {
-      if (c.state !== state) continue;
-      let same = true;
-      for (let w = 0; w < words; w++) {
-        if (c.bits[w] !== bits[w]) {
-          same = false;
-          break;
-        }
-      }
-      if (same) return false;
-    }
-    cache.set(k, { bits: bits.slice(), state, next: head });
-    return true;
+  const toggle = (i: number): void => {
+    const bitset = unknown[i] ? unknownBits : knownBits;
+    bitset[slot[i] >>> 5] ^= 1 << (slot[i] & 31);
+    hash ^= zobrist[i];
   };
+
+  // The cache of visited configurations, with Lowe's equality test generalized to subsumption for
+  // unknown-outcome ops: configuration (K, U, s) — known ops K and unknown ops U linearized, state s
+  // — can complete whenever (K, U', s) with U' ⊇ U can, because the ops in U' \ U are never
+  // required and may be appended at the very end. So a configuration is pruned if one with the same
+  // K and s and a subset of its U was visited: either that one failed, or it is an ancestor still
+  // exploring every option this one has. Without this, every unknown op doubles the search space
+  // for the rest of the history, since it stays a candidate from its call to the end; with it,
+  // linearizing an unknown op whose effect is later overwritten is recognized as pointless.
+  const cache = new ConfigCache(knownWords, unknownWords);
+  const visit = (state: number): boolean => cache.visit(knownBits, unknownBits, hash, state);
+
+  // Two reductions that skip provably redundant branches (Godefroid-style partial-order reduction):
+  //
+  // - A known op that does not change the state (a get, or a cas that failed) and is legal now
+  //   can be linearized now without loss: it is a candidate, so everything that must precede it
+  //   already has, and any completion that places it later, where the state is the same value,
+  //   stays valid with it moved to the front. So when one exists the search takes it and tries
+  //   nothing else at that node. This is what keeps the search near-linear: left to the plain
+  //   call-order DFS, a write linearized too early is only discovered by the reads it breaks.
+  // - Unknown ops with identical effects (same kind and arguments) are interchangeable, so an
+  //   unknown op is tried only after its earlier-called twin has been linearized.
+  const readOnly = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    readOnly[i] =
+      !unknown[i] && (kind[i] === GET || (kind[i] === CAS && outcome[i] === OUTCOME_FAILED)) ? 1 : 0;
+  }
+  const twin = new Int32Array(n).fill(-1);
+  const lastBySignature = new Map<string, number>();
+  for (let k = 0; k < 2 * n; k++) {
+    const e = order[k];
+    const i = e >> 1;
+    if ((e & 1) !== 0 || !unknown[i]) continue;
+    const signature = `${kind[i]}:${kind[i] === DELETE ? 0 : arg1[i]}:${kind[i] === CAS ? arg2[i] : 0}`;
+    twin[i] = lastBySignature.get(signature) ?? -1;
+    lastBySignature.set(signature, i);
+  }
+  const linearized = new Uint8Array(n);
 
   // The explicit DFS stack: which call entry was linearized, and the state and phase before it.
   const stackEntry = new Int32Array(n);
   const stackState = new Int32Array(n);
   const stackPhase = new Uint8Array(n);
   let depth = 0;
+  let knownDone = 0;
   let state = ABSENT;
+  visit(state);
 
   // The deepest point reached, for the failure explanation.
   let bestDepth = -1;
@@ -345,68 +465,94 @@ function checkPartition(
   let bestBlocked = 0;
   let bestTail: number[] = [];
 
-  // Each node of the search is explored in two phases: first ops with known outcomes, then ops with
-  // unknown ones. Both phases together try every candidate, so the search stays complete; the order
-  // only matters for speed. Unknown ops stay candidates from their call to the end of the history,
-  // and trying them first would make the search linearize them early everywhere and then backtrack
-  // out of it; trying them last linearizes them exactly where a known op needs their effect.
-  let phase = 0;
+  // Each node of the search walks its candidates — the call events before the first pending return
+  // — in up to three phases: a legal read-only op (taken alone, as above); then known writes; then
+  // unknown-outcome ops. The phases together try every candidate, so the search stays complete;
+  // their order is for speed. Unknown ops stay candidates from their call to the end of the
+  // history, and trying them first would linearize them early everywhere and then backtrack out
+  // of it; trying them last linearizes them exactly where a known op needs their effect.
+  let phase = PHASE_READ;
   let entry = next[HEAD];
   let steps = 0;
   for (;;) {
-    if (next[HEAD] === NIL) return 'ok';
+    // Done once every known op is placed: the remaining unknown ops may simply never have happened.
+    if (knownDone === knownCount) return 'ok';
     if ((++steps & CLOCK_CHECK_MASK) === 0 && performance.now() > deadline) return 'timeout';
 
+    let exhausted = false;
     if ((entry & 1) === 0) {
       const i = entry >> 1;
-      if (unknown[i] === phase) {
+      const eligible =
+        phase === PHASE_READ
+          ? readOnly[i] === 1
+          : phase === PHASE_WRITE
+            ? !unknown[i] && !readOnly[i]
+            : unknown[i] === 1 && (twin[i] < 0 || linearized[twin[i]] === 1);
+      if (eligible) {
         const newState = step(state, i);
         if (newState >= 0) {
-          const w = i >>> 5;
-          const mask = 1 << (i & 31);
-          bits[w] |= mask;
-          const newHash = hash ^ zobrist[i];
-          if (cacheAdd(newHash, newState)) {
+          toggle(i);
+          if (visit(newState)) {
             stackEntry[depth] = entry;
             stackState[depth] = state;
             stackPhase[depth] = phase;
             depth++;
+            if (!unknown[i]) knownDone++;
+            linearized[i] = 1;
             state = newState;
-            hash = newHash;
             lift(entry);
-            phase = 0;
+            phase = PHASE_READ;
             entry = next[HEAD];
             continue;
           }
-          bits[w] &= ~mask;
+          toggle(i);
+          // The forced read leads somewhere already explored, so this whole node is.
+          exhausted = phase === PHASE_READ;
         }
       }
-      entry = next[entry];
-      continue;
+      if (!exhausted) {
+        entry = next[entry];
+        continue;
+      }
     }
 
-    // A return event: the op it ends has not been linearized, and no candidate before it works.
-    if (phase === 0 && anyUnknown) {
-      phase = 1;
+    // A return event (or a dead forced read): the node's candidates in this phase are used up.
+    if (!exhausted && phase === PHASE_READ) {
+      phase = PHASE_WRITE;
+      entry = next[HEAD];
+      continue;
+    }
+    if (!exhausted && phase === PHASE_WRITE && unknownCount > 0) {
+      phase = PHASE_UNKNOWN;
       entry = next[HEAD];
       continue;
     }
     if (depth > bestDepth) {
       bestDepth = depth;
       bestState = state;
-      bestBlocked = entry >> 1;
+      bestBlocked = firstPendingReturn() >> 1;
       bestTail = [];
       for (let d = Math.max(0, depth - EXPLAIN_TAIL); d < depth; d++) bestTail.push(stackEntry[d] >> 1);
     }
-    if (depth === 0) break;
-    depth--;
-    entry = stackEntry[depth];
-    state = stackState[depth];
-    phase = stackPhase[depth];
-    const i = entry >> 1;
-    bits[i >>> 5] &= ~(1 << (i & 31));
-    hash ^= zobrist[i];
-    unlift(entry);
+    // Backtrack, past nodes whose only child was a forced read.
+    let refuted = false;
+    for (;;) {
+      if (depth === 0) {
+        refuted = true;
+        break;
+      }
+      depth--;
+      entry = stackEntry[depth];
+      state = stackState[depth];
+      phase = stackPhase[depth];
+      const i = entry >> 1;
+      if (!unknown[i]) knownDone--;
+      linearized[i] = 0;
+      toggle(i);
+      unlift(entry);
+      if (phase !== PHASE_READ) break;
+    }
+    if (refuted) break;
     entry = next[entry];
   }
 
