@@ -70,11 +70,11 @@ export interface RaftCoreOptions {
   maxPendingReads?: number;
   /** Uniform in [0, 1): the only source of chance, seeded by whoever owns the core. */
   rng: () => number;
-  /** Told of every message the core refuses outright (misaddressed, stale term, not a voter), for logs and counters. */
+  /** Told of every message the core refuses outright (misaddressed, stale term), for logs and counters. */
   onReject?: (reason: RejectReason, m: Message) => void;
 }
 
-export type RejectReason = 'misaddressed' | 'stale-term' | 'not-a-voter';
+export type RejectReason = 'misaddressed' | 'stale-term';
 
 type Resolved = Required<Omit<RaftCoreOptions, 'rng' | 'onReject'>> &
   Pick<RaftCoreOptions, 'rng' | 'onReject'>;
@@ -596,8 +596,14 @@ export class RaftCore {
   // ---------------------------------------------------------------------------------------------
   // Elections.
 
+  /**
+   * Whether this server may campaign: a voter in its latest configuration, or in the committed one
+   * while a change that demotes or removes it is still uncommitted; it may be needed to commit that
+   * change (thesis §4.2.2), e.g. when its log is the most up to date.
+   */
   private promotable(): boolean {
-    return isVoter(this.configuration(), this.id) && this.log.pendingSnapshot === null;
+    if (this.log.pendingSnapshot !== null) return false;
+    return isVoter(this.configuration(), this.id) || isVoter(this.configAt(this.log.committed), this.id);
   }
 
   private inLease(): boolean {
@@ -626,13 +632,10 @@ export class RaftCore {
   }
 
   private handleVote(m: VoteMessage): void {
-    const config = this.configuration();
-    if (config.servers.length > 0 && !isVoter(config, m.from)) {
-      // Removed servers and non-voters must not disrupt the cluster with elections.
-      this.opts.onReject?.('not-a-voter', m);
-      this.send({ type: 'voteResp', from: this.id, to: m.from, term: this.term, pre: m.pre, granted: false });
-      return;
-    }
+    // Thesis §4.1: servers answer RPCs without consulting their configuration. A lagging voter's
+    // configuration can be stale, and refusing candidates it does not know as voters deadlocks
+    // elections (the simulator found such seeds). Removed servers are kept from disrupting the
+    // cluster by PreVote and the leader lease instead (§4.2.3: the check in stepMessage).
     const canVote =
       this.vote === m.from || (this.vote === '' && this.lead === '') || (m.pre && m.term > this.term);
     if (canVote && this.log.isUpToDate(m.lastIndex, m.lastTerm)) {

@@ -157,7 +157,7 @@ export class RaftNode<Result = unknown> extends EventTarget {
     }
     const current = await init.storage.currentSnapshot();
     if (current) await init.fsm.restore(current.chunks());
-    const rejected: Record<RejectReason, number> = { misaddressed: 0, 'stale-term': 0, 'not-a-voter': 0 };
+    const rejected: Record<RejectReason, number> = { misaddressed: 0, 'stale-term': 0 };
     const rejectLog = init.logger.child({ component: 'raft', server: init.id });
     const onReject = (reason: RejectReason, m: Message) => {
       rejected[reason]++;

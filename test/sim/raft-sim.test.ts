@@ -36,6 +36,21 @@ test('raft: swarm faults keep every invariant and the KV history linearizable (5
   );
 });
 
+/** Seeds that once failed, kept as regressions (what each found is in the commit that fixed it). */
+const REGRESSIONS = [
+  4295, // election deadlock: voters with stale configurations refused candidates they did not list
+  7879, // the same, and the most up-to-date server was demoted by an uncommitted entry
+  13012,
+  17426,
+  23409,
+];
+
+test('raft: regression seeds', (t) => {
+  for (const seed of REGRESSIONS) {
+    t.notThrows(() => new RaftSim(seed).run(), `seed ${seed}; replay: ${replayCommand(seed)}`);
+  }
+});
+
 test('raft: a seed replays exactly', (t) => {
   const traceOf = (seed: number) => {
     const lines: string[] = [];
