@@ -134,7 +134,11 @@ test('transferLeadership hands over to a caught-up voter; removing the leader ma
   const target = c.members.find((m) => m !== first)!;
   t.is(await first.node.transferLeadership(target.id), target.id);
   await waitFor('the target to lead', () => target.node.status().role === 'leader');
-  t.is(target.node.status().term, termBefore + 1, 'TimeoutNow makes the target campaign at once, one term up');
+  t.is(
+    target.node.status().term,
+    termBefore + 1,
+    'TimeoutNow makes the target campaign at once, one term up',
+  );
   t.is(first.node.status().role, 'follower');
 
   await target.node.propose(put('x', '2'));
