@@ -183,7 +183,12 @@ export class RaftNode<Result = unknown> extends EventTarget {
     });
     this.running = true;
     this.ticker = setInterval(() => {
-      this.core.tick();
+      try {
+        this.core.tick();
+      } catch (err) {
+        this.fatal(err as Error);
+        return;
+      }
       this.schedule();
     }, this.tickMs);
     const st = this.core.status();
@@ -351,7 +356,14 @@ export class RaftNode<Result = unknown> extends EventTarget {
     if (this.stopped) return;
     if (fromAddress) this.peerAddresses.set(m.from, fromAddress);
     if (m.type === 'append' || m.type === 'heartbeat') this.lastContact = Date.now();
-    this.core.stepMessage(m);
+    try {
+      this.core.stepMessage(m);
+    } catch (err) {
+      // Only a broken invariant throws here (e.g. a "leader" rewriting committed entries): stop rather
+      // than run on with a log that may have diverged.
+      this.fatal(err as Error);
+      return;
+    }
     this.schedule();
   }
 

@@ -433,10 +433,18 @@ function checkPartition(
   //   call-order DFS, a write linearized too early is only discovered by the reads it breaks.
   // - Unknown ops with identical effects (same kind and arguments) are interchangeable, so an
   //   unknown op is tried only after its earlier-called twin has been linearized.
+  // - An unknown op immediately followed by a put or delete is pointless: the overwrite erases its
+  //   effect, and dropping it (it need never happen) leaves a shorter valid order. So a put or
+  //   delete never directly follows an unknown op; if that order was the way on, the same put or
+  //   delete is tried from the nearest ancestor reached by a known op, where the state it ignores
+  //   was the only difference. Without this, a refutation tries every subset of the pending
+  //   unknown writes at every dead end, since each one is a candidate until the end of the history.
   const readOnly = new Uint8Array(n);
+  const overwrites = new Uint8Array(n);
   for (let i = 0; i < n; i++) {
     readOnly[i] =
       !unknown[i] && (kind[i] === GET || (kind[i] === CAS && outcome[i] === OUTCOME_FAILED)) ? 1 : 0;
+    overwrites[i] = kind[i] === PUT || kind[i] === DELETE ? 1 : 0;
   }
   const twin = new Int32Array(n).fill(-1);
   const lastBySignature = new Map<string, number>();
@@ -485,9 +493,10 @@ function checkPartition(
       const eligible =
         phase === PHASE_READ
           ? readOnly[i] === 1
-          : phase === PHASE_WRITE
-            ? !unknown[i] && !readOnly[i]
-            : unknown[i] === 1 && (twin[i] < 0 || linearized[twin[i]] === 1);
+          : (phase === PHASE_WRITE
+              ? !unknown[i] && !readOnly[i]
+              : unknown[i] === 1 && (twin[i] < 0 || linearized[twin[i]] === 1)) &&
+            !(overwrites[i] && depth > 0 && unknown[stackEntry[depth - 1] >> 1]);
       if (eligible) {
         const newState = step(state, i);
         if (newState >= 0) {
