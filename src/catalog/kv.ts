@@ -1,0 +1,365 @@
+/**
+ * The KV table of the replicated catalog: deterministic, no I/O, no clock. Every write is applied
+ * at a Raft index passed in by the caller and returns Consul's boolean result.
+ *
+ * Keys are kept in a sorted array (binary search; O(log n) lookup of a prefix range, O(n) insert
+ * by splice, which is fine for a KV store of up to ~10^5 keys) next to a Map from key to entry.
+ * Order is JavaScript string order (UTF-16 code units); it equals Consul's byte order except for
+ * astral-plane characters sorting before U+E000..U+FFFF. Prefix ranges are contiguous either way.
+ *
+ * Blocking-query indexes follow Consul's state store (`kvsGetTxn`, `kvsListTxn`, `kvsKeysTxn`):
+ * - a key that exists reports its ModifyIndex; a missing key reports the table index, which
+ *   includes deletions;
+ * - a prefix reports the max ModifyIndex of its entries and of its tombstones (Consul's
+ *   "graveyard"), or the table index when nothing matches; the empty prefix reports the table index.
+ *
+ * Tombstones: deleting a key records `(key, index)` so that removing the entry with the highest
+ * index under a prefix still moves that prefix's index forward (otherwise a watcher would miss the
+ * delete). Memory stays bounded as in Consul: {@link KvTable.reapTombstones} is a replicated command
+ * the leader proposes periodically (tombstone TTL lives in the leader, not here) dropping tombstones
+ * up to an index. Unlike Consul, reaping raises a `reapedIndex` floor that prefix indexes never go
+ * below, so a reap cannot make a prefix's index go backwards (at worst one extra wake-up).
+ * A key re-created drops its tombstone (its new ModifyIndex is higher anyway).
+ */
+
+import type { WatchRegistry } from './watch.ts';
+
+export interface KvEntry {
+  Key: string;
+  Value: Uint8Array;
+  /** Opaque uint64 for clients; kept as a number (exact up to 2^53). */
+  Flags: number;
+  CreateIndex: number;
+  ModifyIndex: number;
+  LockIndex: number;
+  /** The session holding the lock, if any. */
+  Session?: string;
+}
+
+export type KvSnapshotRecord =
+  | { type: 'meta'; tableIndex: number; reapedIndex: number }
+  | ({ type: 'entry' } & KvEntry)
+  | { type: 'tombstone'; Key: string; Index: number };
+
+/** The watch key a read of exactly `key` parks on. */
+export function kvKeyWatch(key: string): string {
+  return `kv:key:${key}`;
+}
+
+/** The watch key a read of everything under `prefix` (a plain string prefix) parks on. */
+export function kvPrefixWatch(prefix: string): string {
+  return `kv:prefix:${prefix}`;
+}
+
+/**
+ * The watch keys a change to `key` fires: the key itself and every string prefix of it
+ * (`a/b` fires `a/b`, `a/`, `a`, and ''), since Consul's `?recurse` prefixes need not end in '/'.
+ */
+export function kvChangeWatches(key: string, into: Set<string> = new Set()): Set<string> {
+  into.add(kvKeyWatch(key));
+  for (let i = 0; i <= key.length; i++) into.add(kvPrefixWatch(key.slice(0, i)));
+  return into;
+}
+
+/** Index of the first element of sorted `arr` that is >= `key`. */
+function lowerBound(arr: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = arr.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (arr[mid] < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** A sorted set of strings with a value per key. */
+class SortedMap<V> {
+  readonly keys: string[] = [];
+  readonly map = new Map<string, V>();
+
+  get size(): number {
+    return this.keys.length;
+  }
+
+  get(key: string): V | undefined {
+    return this.map.get(key);
+  }
+
+  set(key: string, value: V): void {
+    if (!this.map.has(key)) this.keys.splice(lowerBound(this.keys, key), 0, key);
+    this.map.set(key, value);
+  }
+
+  delete(key: string): boolean {
+    if (!this.map.delete(key)) return false;
+    this.keys.splice(lowerBound(this.keys, key), 1);
+    return true;
+  }
+
+  /** Keys starting with `prefix`, in order: O(log n + k). */
+  *prefixed(prefix: string): Generator<[string, V]> {
+    for (let i = lowerBound(this.keys, prefix); i < this.keys.length; i++) {
+      const key = this.keys[i];
+      if (!key.startsWith(prefix)) return;
+      yield [key, this.map.get(key) as V];
+    }
+  }
+
+  /** Removes the keys starting with `prefix` and returns them, in order. */
+  deletePrefixed(prefix: string): string[] {
+    const start = lowerBound(this.keys, prefix);
+    let end = start;
+    while (end < this.keys.length && this.keys[end].startsWith(prefix)) end++;
+    const removed = this.keys.splice(start, end - start);
+    for (const key of removed) this.map.delete(key);
+    return removed;
+  }
+}
+
+export class KvTable {
+  readonly #entries = new SortedMap<KvEntry>();
+  /** key → index at which it was deleted. */
+  readonly #tombstones = new SortedMap<number>();
+  readonly #registry: WatchRegistry | undefined;
+  #tableIndex = 0;
+  #reapedIndex = 0;
+
+  constructor(registry?: WatchRegistry) {
+    this.#registry = registry;
+  }
+
+  /** The index of the last change to the table (writes and deletions; not failed commands, not reaps). */
+  get tableIndex(): number {
+    return this.#tableIndex;
+  }
+
+  /** The highest tombstone index dropped by {@link reapTombstones}. */
+  get reapedIndex(): number {
+    return this.#reapedIndex;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  get tombstoneCount(): number {
+    return this.#tombstones.size;
+  }
+
+  // ---- queries (callers must not mutate what they get back) ----
+
+  get(key: string): Readonly<KvEntry> | undefined {
+    return this.#entries.get(key);
+  }
+
+  /** Entries whose key starts with `prefix`, sorted by key (`GET /v1/kv/<prefix>?recurse`). */
+  list(prefix: string): Readonly<KvEntry>[] {
+    const out: KvEntry[] = [];
+    for (const [, e] of this.#entries.prefixed(prefix)) out.push(e);
+    return out;
+  }
+
+  /**
+   * `GET /v1/kv/<prefix>?keys&separator=<sep>`: the keys under `prefix`; with a separator, each key
+   * is cut after the first separator following the prefix and duplicates are dropped.
+   */
+  keys(prefix: string, separator = ''): string[] {
+    const out: string[] = [];
+    let last: string | undefined;
+    for (const [key] of this.#entries.prefixed(prefix)) {
+      let k = key;
+      if (separator !== '') {
+        const at = key.indexOf(separator, prefix.length);
+        if (at >= 0) k = key.slice(0, at + separator.length);
+      }
+      if (k !== last) out.push(k);
+      last = k;
+    }
+    return out;
+  }
+
+  /** The `X-Consul-Index` of a read of exactly `key`. */
+  keyIndex(key: string): number {
+    return this.#entries.get(key)?.ModifyIndex ?? this.#tableIndex;
+  }
+
+  /** The `X-Consul-Index` of a `recurse` or `keys` read of `prefix`. */
+  prefixIndex(prefix: string): number {
+    if (prefix === '') return this.#tableIndex;
+    let max = 0;
+    for (const [, e] of this.#entries.prefixed(prefix)) if (e.ModifyIndex > max) max = e.ModifyIndex;
+    for (const [, idx] of this.#tombstones.prefixed(prefix)) if (idx > max) max = idx;
+    if (max === 0) return this.#tableIndex;
+    return Math.max(max, this.#reapedIndex);
+  }
+
+  // ---- commands, applied at a Raft index ----
+
+  /** `PUT /v1/kv/<key>`: always succeeds; keeps CreateIndex, LockIndex and the lock holder. */
+  set(index: number, key: string, value: Uint8Array, flags: number): boolean {
+    this.#checkIndex(index);
+    this.#write(index, key, value, flags, this.#entries.get(key)?.Session);
+    return true;
+  }
+
+  /** `PUT ?cas=<modifyIndex>`: 0 writes only if absent; otherwise only if the ModifyIndex matches. */
+  cas(index: number, key: string, value: Uint8Array, flags: number, modifyIndex: number): boolean {
+    this.#checkIndex(index);
+    const existing = this.#entries.get(key);
+    if (modifyIndex === 0 ? existing !== undefined : existing?.ModifyIndex !== modifyIndex) return false;
+    this.#write(index, key, value, flags, existing?.Session);
+    return true;
+  }
+
+  /** `DELETE /v1/kv/<key>`: always true; a missing key changes nothing (no index bump). */
+  delete(index: number, key: string): boolean {
+    this.#checkIndex(index);
+    if (!this.#entries.delete(key)) return true;
+    this.#tombstones.set(key, index);
+    this.#changed(index, kvChangeWatches(key));
+    return true;
+  }
+
+  /**
+   * `DELETE ?cas=<modifyIndex>`: deletes only if the ModifyIndex matches. As in Consul
+   * (`kvsDeleteCASTxn`), a missing key answers true: it is already gone.
+   */
+  deleteCas(index: number, key: string, modifyIndex: number): boolean {
+    this.#checkIndex(index);
+    const existing = this.#entries.get(key);
+    if (existing === undefined) return true;
+    if (existing.ModifyIndex !== modifyIndex) return false;
+    return this.delete(index, key);
+  }
+
+  /** `DELETE ?recurse`: removes every key starting with `prefix`; true. No match, no index bump. */
+  deleteTree(index: number, prefix: string): boolean {
+    this.#checkIndex(index);
+    const removed = this.#entries.deletePrefixed(prefix);
+    if (removed.length === 0) return true;
+    const watches = new Set<string>();
+    for (const key of removed) {
+      this.#tombstones.set(key, index);
+      kvChangeWatches(key, watches);
+    }
+    this.#changed(index, watches);
+    return true;
+  }
+
+  /**
+   * `PUT ?acquire=<session>` (Consul's `kvsLockTxn`): succeeds if the key is unlocked or already held
+   * by `session`; a new acquisition increments LockIndex (a new key starts at 1), re-acquiring by the
+   * holder does not. The caller has checked that the session exists.
+   */
+  lock(index: number, key: string, value: Uint8Array, flags: number, session: string): boolean {
+    this.#checkIndex(index);
+    const existing = this.#entries.get(key);
+    if (existing?.Session !== undefined && existing.Session !== session) return false;
+    const acquiring = existing?.Session !== session;
+    this.#write(index, key, value, flags, session);
+    if (acquiring) (this.#entries.get(key) as KvEntry).LockIndex++;
+    return true;
+  }
+
+  /**
+   * `PUT ?release=<session>` (Consul's `kvsUnlockTxn`): succeeds only if `session` holds the lock;
+   * clears it and writes the value. LockIndex is unchanged.
+   */
+  unlock(index: number, key: string, value: Uint8Array, flags: number, session: string): boolean {
+    this.#checkIndex(index);
+    const existing = this.#entries.get(key);
+    if (existing === undefined || existing.Session !== session) return false;
+    this.#write(index, key, value, flags, undefined);
+    return true;
+  }
+
+  /**
+   * Drops tombstones with an index <= `upToIndex` (a replicated command: the leader proposes it once
+   * they are older than its tombstone TTL). Changes no visible data, so it neither bumps the table
+   * index nor wakes anyone.
+   */
+  reapTombstones(upToIndex: number): number {
+    const drop: string[] = [];
+    for (const [key, idx] of this.#tombstones.prefixed('')) if (idx <= upToIndex) drop.push(key);
+    for (const key of drop) {
+      const idx = this.#tombstones.get(key) as number;
+      if (idx > this.#reapedIndex) this.#reapedIndex = idx;
+      this.#tombstones.delete(key);
+    }
+    return drop.length;
+  }
+
+  // ---- snapshot ----
+
+  /** The whole table, in key order: a meta record, the entries, then the tombstones. */
+  toSnapshot(): KvSnapshotRecord[] {
+    const out: KvSnapshotRecord[] = [
+      { type: 'meta', tableIndex: this.#tableIndex, reapedIndex: this.#reapedIndex },
+    ];
+    for (const [, e] of this.#entries.prefixed('')) {
+      out.push({ type: 'entry', ...e, Value: e.Value.slice() });
+    }
+    for (const [Key, Index] of this.#tombstones.prefixed('')) out.push({ type: 'tombstone', Key, Index });
+    return out;
+  }
+
+  /** Rebuilds a table exactly (indexes, locks, tombstones) from {@link toSnapshot}'s records. */
+  static fromSnapshot(records: Iterable<KvSnapshotRecord>, registry?: WatchRegistry): KvTable {
+    const t = new KvTable(registry);
+    for (const r of records) {
+      switch (r.type) {
+        case 'meta':
+          t.#tableIndex = r.tableIndex;
+          t.#reapedIndex = r.reapedIndex;
+          break;
+        case 'entry': {
+          const e: KvEntry = {
+            Key: r.Key,
+            Value: r.Value.slice(),
+            Flags: r.Flags,
+            CreateIndex: r.CreateIndex,
+            ModifyIndex: r.ModifyIndex,
+            LockIndex: r.LockIndex,
+          };
+          if (r.Session !== undefined) e.Session = r.Session;
+          t.#entries.set(r.Key, e);
+          break;
+        }
+        case 'tombstone':
+          t.#tombstones.set(r.Key, r.Index);
+          break;
+      }
+    }
+    return t;
+  }
+
+  // ---- internals ----
+
+  /** Several commands may share an index (one transaction), but the log never goes backwards. */
+  #checkIndex(index: number): void {
+    if (!(index >= this.#tableIndex))
+      throw new RangeError(`KV command at index ${index} after ${this.#tableIndex}`);
+  }
+
+  #write(index: number, key: string, value: Uint8Array, flags: number, session: string | undefined): void {
+    const existing = this.#entries.get(key);
+    const entry: KvEntry = {
+      Key: key,
+      Value: value.slice(),
+      Flags: flags,
+      CreateIndex: existing?.CreateIndex ?? index,
+      ModifyIndex: index,
+      LockIndex: existing?.LockIndex ?? 0,
+    };
+    if (session !== undefined) entry.Session = session;
+    this.#entries.set(key, entry);
+    this.#tombstones.delete(key);
+    this.#changed(index, kvChangeWatches(key));
+  }
+
+  #changed(index: number, watches: Set<string>): void {
+    this.#tableIndex = index;
+    this.#registry?.notify(watches, index);
+  }
+}
