@@ -9,15 +9,19 @@
  *   property), so a history is linearizable iff each per-key sub-history is; the search is
  *   exponential in the worst case, so checking many small partitions beats one large one.
  * - Each partition becomes a doubly linked list of call and return events in time order. The
- *   search repeatedly takes a call event that precedes the first pending return (any earlier op
- *   is a legal next linearization point), applies the op to the model, and, if legal, unlinks the
- *   op's call and return (dancing links) and continues; reaching a return event means that op
- *   was not linearized in time, so the search backtracks.
- * - A cache of (set of linearized ops, model state) pairs prunes the search: the remaining work
- *   depends only on that pair, so a configuration that was reached before — and therefore failed,
- *   or the search would have stopped — never needs exploring again.
+ *   search repeatedly takes a call event that precedes the first pending return (any such op may
+ *   be the next linearization point), applies the op to the model, and, if legal, unlinks the op's
+ *   call and return (dancing links) and continues; reaching a return event means no remaining
+ *   choice at this point works, so the search backtracks.
+ * - A cache of visited (linearized set, model state) configurations prunes the search: what can
+ *   follow depends only on that pair, so a configuration reached before — which failed, or the
+ *   search would have stopped — need not be explored again.
  * - The DFS keeps its own stack, so histories thousands of operations deep cannot overflow the
  *   JS call stack.
+ *
+ * On top of that, checkPartition prunes branches that provably cannot matter (reads that are legal
+ * now are taken eagerly; unknown-outcome ops are handled by subsumption and symmetry). Each rule
+ * is argued where it is implemented, and the tests compare the result with an exhaustive search.
  */
 
 export type KvInput =
@@ -270,6 +274,10 @@ function checkPartition(
   deadline: number,
 ): PartitionResult {
   const n = indices.length;
+  const describe = (i: number): string => describeOp(history, indices[i]);
+  const notLinearizable = (why: string): PartitionResult => ({
+    explanation: `key ${JSON.stringify(key)} is not linearizable: ${why}`,
+  });
 
   // Intern values so model states are small integers: cheap to compare, hash and store.
   const valueIds = new Map<string, number>();
@@ -289,13 +297,17 @@ function checkPartition(
   const arg1 = new Int32Array(n); // put: value; get: value read; cas: expected
   const arg2 = new Int32Array(n); // cas: new value
   const outcome = new Int8Array(n);
-  const unknown = new Uint8Array(n); // 1 if the outcome is unknown; doubles as the op's search phase
+  const unknown = new Uint8Array(n);
+  const callTime = new Float64Array(n);
   const returnTime = new Float64Array(n);
+  let knownCount = 0;
   for (let i = 0; i < n; i++) {
     const op = history[indices[i]];
     const input = op.input;
     const output = op.output;
     unknown[i] = output === undefined ? 1 : 0;
+    if (output !== undefined) knownCount++;
+    callTime[i] = op.call;
     returnTime[i] = output === undefined ? Number.POSITIVE_INFINITY : op.return;
     outcome[i] = output === undefined ? OUTCOME_UNKNOWN : output.ok ? OUTCOME_OK : OUTCOME_FAILED;
     switch (input.op) {
@@ -318,6 +330,28 @@ function checkPartition(
         break;
     }
   }
+  const unknownCount = n - knownCount;
+
+  // A necessary condition, checked first because it is linear and names the culprit exactly: a
+  // value a get returned, or a successful cas found, must have been written by some op called before
+  // that reader returned. Without it, such a history is still refuted, but only after the search
+  // has exhausted every order of everything before the read.
+  const firstWrite = new Float64Array(values.length).fill(Number.POSITIVE_INFINITY);
+  firstWrite[ABSENT] = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < n; i++) {
+    const written =
+      kind[i] === PUT ? arg1[i] : kind[i] === CAS && outcome[i] !== OUTCOME_FAILED ? arg2[i] : -1;
+    if (written >= 0) firstWrite[written] = Math.min(firstWrite[written], callTime[i]);
+  }
+  for (let i = 0; i < n; i++) {
+    const needs = kind[i] === GET || (kind[i] === CAS && outcome[i] === OUTCOME_OK) ? arg1[i] : ABSENT;
+    if (firstWrite[needs] > returnTime[i]) {
+      return notLinearizable(
+        `${describe(i)} needs the value ${formatValue(values[needs])}, but no op on this key that ` +
+          'writes it was called before that op returned.',
+      );
+    }
+  }
 
   /** The model: the state after op i in `state`, or -1 if op i's recorded output is impossible there. */
   const step = (state: number, i: number): number => {
@@ -338,47 +372,78 @@ function checkPartition(
     }
   };
 
-  // Entries: 2i is op i's call, 2i+1 its return, so an entry's op is e >> 1, its match e ^ 1,
-  // and whether it is a call is (e & 1) === 0. HEAD is a sentinel before the first event.
-  const HEAD = 2 * n;
+  // Events: 2i is op i's call, 2i+1 its return, so an event's op is e >> 1 and its partner e ^ 1.
+  // `rank` is each event's position in time order; at equal times calls come first (concurrent).
   const order = new Int32Array(2 * n);
   for (let e = 0; e < 2 * n; e++) order[e] = e;
-  const time = (e: number): number => ((e & 1) === 0 ? history[indices[e >> 1]].call : returnTime[e >> 1]);
+  const time = (e: number): number => ((e & 1) === 0 ? callTime[e >> 1] : returnTime[e >> 1]);
   order.sort((a, b) => {
     const ta = time(a);
     const tb = time(b);
     if (ta < tb) return -1;
     if (ta > tb) return 1;
-    // Calls before returns at equal times; then by op for determinism.
     return (a & 1) - (b & 1) || a - b;
   });
+  const rank = new Int32Array(2 * n);
+  for (let k = 0; k < 2 * n; k++) rank[order[k]] = k;
+
+  // The event list holds only ops with known outcomes. An unknown op never returns, so its call
+  // would sit at the front of the list for the rest of the search, walked past at every step;
+  // instead unknown ops have their own list in call order, and one is a candidate when its call
+  // ranks before the first pending return. HEAD and UNKNOWN_HEAD are sentinels.
+  const HEAD = 2 * n;
   const next = new Int32Array(2 * n + 1);
   const prev = new Int32Array(2 * n + 1);
+  const UNKNOWN_HEAD = n;
+  const nextUnknown = new Int32Array(n + 1);
+  const prevUnknown = new Int32Array(n + 1);
   let last = HEAD;
+  let lastUnknown = UNKNOWN_HEAD;
   for (let k = 0; k < 2 * n; k++) {
     const e = order[k];
-    next[last] = e;
-    prev[e] = last;
-    last = e;
+    const i = e >> 1;
+    if (!unknown[i]) {
+      next[last] = e;
+      prev[e] = last;
+      last = e;
+    } else if ((e & 1) === 0) {
+      nextUnknown[lastUnknown] = i;
+      prevUnknown[i] = lastUnknown;
+      lastUnknown = i;
+    }
   }
   next[last] = NIL;
+  nextUnknown[lastUnknown] = NIL;
 
-  // Unlink a call and its return. A call always has a successor (its own return at least).
-  const lift = (e: number): void => {
+  // Unlink op i (dancing links). A known op's call always has a successor: its own return.
+  const lift = (i: number): void => {
+    if (unknown[i]) {
+      nextUnknown[prevUnknown[i]] = nextUnknown[i];
+      if (nextUnknown[i] !== NIL) prevUnknown[nextUnknown[i]] = prevUnknown[i];
+      return;
+    }
+    const e = 2 * i;
     next[prev[e]] = next[e];
     prev[next[e]] = prev[e];
-    const m = e ^ 1;
+    const m = e + 1;
     next[prev[m]] = next[m];
     if (next[m] !== NIL) prev[next[m]] = prev[m];
   };
-  // Exactly undo lift(e); valid because lifts are undone in reverse order.
-  const unlift = (e: number): void => {
-    const m = e ^ 1;
+  // Exactly undo lift(i); valid because lifts are undone in reverse order.
+  const unlift = (i: number): void => {
+    if (unknown[i]) {
+      nextUnknown[prevUnknown[i]] = i;
+      if (nextUnknown[i] !== NIL) prevUnknown[nextUnknown[i]] = i;
+      return;
+    }
+    const e = 2 * i;
+    const m = e + 1;
     next[prev[m]] = m;
     if (next[m] !== NIL) prev[next[m]] = m;
     next[prev[e]] = e;
     prev[next[e]] = e;
   };
+  /** Only called while some known op is pending, so a return event exists. */
   const firstPendingReturn = (): number => {
     let e = next[HEAD];
     while ((e & 1) === 0) e = next[e];
@@ -390,13 +455,9 @@ function checkPartition(
   // known half also has a Zobrist hash (an XOR of a random word per member), maintained in O(1)
   // per step, so a cache probe scans whole bitsets only on a hash hit.
   const slot = new Int32Array(n); // op -> its bit in the known or unknown bitset
-  let knownCount = 0;
-  let unknownCount = 0;
-  for (let i = 0; i < n; i++) slot[i] = unknown[i] ? unknownCount++ : knownCount++;
-  const knownWords = (knownCount + 31) >>> 5;
-  const unknownWords = (unknownCount + 31) >>> 5;
-  const knownBits = new Uint32Array(knownWords);
-  const unknownBits = new Uint32Array(unknownWords);
+  for (let i = 0, k = 0, u = 0; i < n; i++) slot[i] = unknown[i] ? u++ : k++;
+  const knownBits = new Uint32Array((knownCount + 31) >>> 5);
+  const unknownBits = new Uint32Array((unknownCount + 31) >>> 5);
   const zobrist = new Int32Array(n);
   let seed = 0x2545f491;
   for (let i = 0; i < n; i++) {
@@ -406,31 +467,33 @@ function checkPartition(
     zobrist[i] = unknown[i] ? 0 : z ^ (z >>> 14);
   }
   let hash = 0;
+  const linearized = new Uint8Array(n);
   const toggle = (i: number): void => {
     const bitset = unknown[i] ? unknownBits : knownBits;
     bitset[slot[i] >>> 5] ^= 1 << (slot[i] & 31);
     hash ^= zobrist[i];
+    linearized[i] ^= 1;
   };
 
   // The cache of visited configurations, with Lowe's equality test generalized to subsumption for
   // unknown-outcome ops: configuration (K, U, s) — known ops K and unknown ops U linearized, state s
   // — can complete whenever (K, U', s) with U' ⊇ U can, because the ops in U' \ U are never
-  // required and may be appended at the very end. So a configuration is pruned if one with the same
-  // K and s and a subset of its U was visited: either that one failed, or it is an ancestor still
-  // exploring every option this one has. Without this, every unknown op doubles the search space
-  // for the rest of the history, since it stays a candidate from its call to the end; with it,
-  // linearizing an unknown op whose effect is later overwritten is recognized as pointless.
-  const cache = new ConfigCache(knownWords, unknownWords);
+  // required and may be left out. So a configuration is pruned if one with the same K and s and a
+  // subset of its U was visited: either that one failed, or it is an ancestor still exploring every
+  // option this one has. Without this, every unknown op doubles the search space for the rest of
+  // the history, since it stays a candidate from its call to the end; with it, linearizing an
+  // unknown op whose effect is later overwritten is recognized as pointless.
+  const cache = new ConfigCache(knownBits.length, unknownBits.length);
   const visit = (state: number): boolean => cache.visit(knownBits, unknownBits, hash, state);
 
-  // Two reductions that skip provably redundant branches (Godefroid-style partial-order reduction):
+  // Reductions that skip provably redundant branches (in the spirit of partial-order reduction):
   //
   // - A known op that does not change the state (a get, or a cas that failed) and is legal now
   //   can be linearized now without loss: it is a candidate, so everything that must precede it
   //   already has, and any completion that places it later, where the state is the same value,
   //   stays valid with it moved to the front. So when one exists the search takes it and tries
-  //   nothing else at that node. This is what keeps the search near-linear: left to the plain
-  //   call-order DFS, a write linearized too early is only discovered by the reads it breaks.
+  //   nothing else at that node. This keeps the search near-linear: left to the plain call-order
+  //   DFS, a write linearized too early is only discovered by the reads it breaks.
   // - Unknown ops with identical effects (same kind and arguments) are interchangeable, so an
   //   unknown op is tried only after its earlier-called twin has been linearized.
   // - An unknown op immediately followed by a put or delete is pointless: the overwrite erases its
@@ -438,7 +501,7 @@ function checkPartition(
   //   delete never directly follows an unknown op; if that order was the way on, the same put or
   //   delete is tried from the nearest ancestor reached by a known op, where the state it ignores
   //   was the only difference. Without this, a refutation tries every subset of the pending
-  //   unknown writes at every dead end, since each one is a candidate until the end of the history.
+  //   unknown writes at every dead end.
   const readOnly = new Uint8Array(n);
   const overwrites = new Uint8Array(n);
   for (let i = 0; i < n; i++) {
@@ -448,18 +511,39 @@ function checkPartition(
   }
   const twin = new Int32Array(n).fill(-1);
   const lastBySignature = new Map<string, number>();
-  for (let k = 0; k < 2 * n; k++) {
-    const e = order[k];
-    const i = e >> 1;
-    if ((e & 1) !== 0 || !unknown[i]) continue;
+  for (let i = nextUnknown[UNKNOWN_HEAD]; i !== NIL; i = nextUnknown[i]) {
     const signature = `${kind[i]}:${kind[i] === DELETE ? 0 : arg1[i]}:${kind[i] === CAS ? arg2[i] : 0}`;
     twin[i] = lastBySignature.get(signature) ?? -1;
     lastBySignature.set(signature, i);
   }
-  const linearized = new Uint8Array(n);
 
-  // The explicit DFS stack: which call entry was linearized, and the state and phase before it.
-  const stackEntry = new Int32Array(n);
+  // - An unknown op is only worth linearizing if its effect is observed at once (by the rule above,
+  //   nothing else may follow it in a shortest order): the state it leaves must make some candidate
+  //   get or cas legal. Reads legal in the current state would have been taken already, so a failed
+  //   cas that is a candidate wants any change of state, and other readers want their one value.
+  //   prepareUnknownPhase collects those wanted values before a node tries its unknown ops, which
+  //   spares creating, and failing in, a child per pending unknown op at every dead end.
+  const wanted = new Int32Array(values.length); // value -> stamp of the node that wants it
+  let stamp = 0;
+  let anyChangeWanted = false;
+  let limit = 0; // the rank of the first pending return: unknown ops called before it are candidates
+  const prepareUnknownPhase = (): void => {
+    stamp++;
+    anyChangeWanted = false;
+    let e = next[HEAD];
+    for (; (e & 1) === 0; e = next[e]) {
+      const i = e >> 1;
+      if (kind[i] === GET || (kind[i] === CAS && outcome[i] === OUTCOME_OK)) wanted[arg1[i]] = stamp;
+      else if (kind[i] === CAS) anyChangeWanted = true;
+    }
+    limit = rank[e];
+    for (let i = nextUnknown[UNKNOWN_HEAD]; i !== NIL && rank[2 * i] < limit; i = nextUnknown[i]) {
+      if (kind[i] === CAS) wanted[arg1[i]] = stamp;
+    }
+  };
+
+  // The explicit DFS stack: which op was linearized, and the state and phase it was chosen in.
+  const stackOp = new Int32Array(n);
   const stackState = new Int32Array(n);
   const stackPhase = new Uint8Array(n);
   let depth = 0;
@@ -473,77 +557,83 @@ function checkPartition(
   let bestBlocked = 0;
   let bestTail: number[] = [];
 
-  // Each node of the search walks its candidates — the call events before the first pending return
-  // — in up to three phases: a legal read-only op (taken alone, as above); then known writes; then
-  // unknown-outcome ops. The phases together try every candidate, so the search stays complete;
-  // their order is for speed. Unknown ops stay candidates from their call to the end of the
-  // history, and trying them first would linearize them early everywhere and then backtrack out
-  // of it; trying them last linearizes them exactly where a known op needs their effect.
+  // Each node of the search walks its candidates in up to three phases: a legal read-only op
+  // (taken alone, as above); then known writes; then unknown-outcome ops. Together they try every
+  // candidate, so the search stays complete; the order is for speed. Trying unknown ops last
+  // linearizes them only where a known op needs their effect, rather than everywhere.
+  // `cursor` is an event in the first two phases and an unknown op in the third.
   let phase = PHASE_READ;
-  let entry = next[HEAD];
+  let cursor = next[HEAD];
   let steps = 0;
   for (;;) {
     // Done once every known op is placed: the remaining unknown ops may simply never have happened.
     if (knownDone === knownCount) return 'ok';
     if ((++steps & CLOCK_CHECK_MASK) === 0 && performance.now() > deadline) return 'timeout';
 
-    let exhausted = false;
-    if ((entry & 1) === 0) {
-      const i = entry >> 1;
+    let candidate = -1;
+    if (phase !== PHASE_UNKNOWN) {
+      if ((cursor & 1) === 0) {
+        candidate = cursor >> 1;
+        cursor = next[cursor];
+      } else if (phase === PHASE_READ) {
+        phase = PHASE_WRITE;
+        cursor = next[HEAD];
+        continue;
+      } else if (unknownCount > 0) {
+        phase = PHASE_UNKNOWN;
+        prepareUnknownPhase();
+        cursor = nextUnknown[UNKNOWN_HEAD];
+        continue;
+      }
+    } else if (cursor !== NIL && rank[2 * cursor] < limit) {
+      candidate = cursor;
+      cursor = nextUnknown[cursor];
+    }
+
+    let dead = candidate < 0;
+    if (!dead) {
+      const i = candidate;
+      const afterUnknown = depth > 0 && unknown[stackOp[depth - 1]] === 1;
       const eligible =
         phase === PHASE_READ
           ? readOnly[i] === 1
-          : (phase === PHASE_WRITE
-              ? !unknown[i] && !readOnly[i]
-              : unknown[i] === 1 && (twin[i] < 0 || linearized[twin[i]] === 1)) &&
-            !(overwrites[i] && depth > 0 && unknown[stackEntry[depth - 1] >> 1]);
-      if (eligible) {
-        const newState = step(state, i);
-        if (newState >= 0) {
-          toggle(i);
-          if (visit(newState)) {
-            stackEntry[depth] = entry;
-            stackState[depth] = state;
-            stackPhase[depth] = phase;
-            depth++;
-            if (!unknown[i]) knownDone++;
-            linearized[i] = 1;
-            state = newState;
-            lift(entry);
-            phase = PHASE_READ;
-            entry = next[HEAD];
-            continue;
-          }
-          toggle(i);
-          // The forced read leads somewhere already explored, so this whole node is.
-          exhausted = phase === PHASE_READ;
-        }
-      }
-      if (!exhausted) {
-        entry = next[entry];
+          : (phase === PHASE_WRITE ? readOnly[i] === 0 : twin[i] < 0 || linearized[twin[i]] === 1) &&
+            !(overwrites[i] && afterUnknown);
+      if (!eligible) continue;
+      const newState = step(state, i);
+      if (newState < 0) continue;
+      if (
+        phase === PHASE_UNKNOWN &&
+        !(newState !== state && (wanted[newState] === stamp || anyChangeWanted))
+      ) {
         continue;
       }
+      toggle(i);
+      if (visit(newState)) {
+        stackOp[depth] = i;
+        stackState[depth] = state;
+        stackPhase[depth] = phase;
+        depth++;
+        if (!unknown[i]) knownDone++;
+        state = newState;
+        lift(i);
+        phase = PHASE_READ;
+        cursor = next[HEAD];
+        continue;
+      }
+      toggle(i);
+      // The forced read leads somewhere already explored, so this whole node is.
+      if (phase !== PHASE_READ) continue;
+      dead = true;
     }
 
-    // A return event (or a dead forced read): the node's candidates in this phase are used up.
-    if (!exhausted && phase === PHASE_READ) {
-      phase = PHASE_WRITE;
-      entry = next[HEAD];
-      continue;
-    }
-    if (!exhausted && phase === PHASE_WRITE && unknownCount > 0) {
-      phase = PHASE_UNKNOWN;
-      entry = next[HEAD];
-      continue;
-    }
+    // This node is exhausted: record how far it got, then backtrack past any forced reads.
     if (depth > bestDepth) {
       bestDepth = depth;
       bestState = state;
       bestBlocked = firstPendingReturn() >> 1;
-      bestTail = [];
-      for (let d = Math.max(0, depth - EXPLAIN_TAIL); d < depth; d++) bestTail.push(stackEntry[d] >> 1);
+      bestTail = Array.from(stackOp.subarray(Math.max(0, depth - EXPLAIN_TAIL), depth));
     }
-    // Backtrack, past nodes whose only child was a forced read.
     let refuted = false;
     for (;;) {
       if (depth === 0) {
@@ -551,32 +641,35 @@ function checkPartition(
         break;
       }
       depth--;
-      entry = stackEntry[depth];
+      const i = stackOp[depth];
       state = stackState[depth];
       phase = stackPhase[depth];
-      const i = entry >> 1;
       if (!unknown[i]) knownDone--;
-      linearized[i] = 0;
       toggle(i);
-      unlift(entry);
-      if (phase !== PHASE_READ) break;
+      unlift(i);
+      if (phase !== PHASE_READ) {
+        if (phase === PHASE_UNKNOWN) {
+          cursor = nextUnknown[i];
+          prepareUnknownPhase();
+        } else {
+          cursor = next[2 * i];
+        }
+        break;
+      }
     }
     if (refuted) break;
-    entry = next[entry];
   }
 
-  const describe = (i: number): string => describeOp(history, indices[i]);
   const tail = bestTail.map(describe).join('; ');
   const prefix =
     bestDepth === 0
-      ? 'no op can come first from the initial state null'
-      : `the longest consistent prefix orders ${bestDepth} of them (ending ${tail}) and leaves ${formatValue(values[bestState])}`;
-  return {
-    explanation:
-      `key ${JSON.stringify(key)} is not linearizable: no valid order of its ${n} ops exists. ` +
-      `${prefix[0].toUpperCase()}${prefix.slice(1)}; from there, no completion linearizes ` +
+      ? 'No op can come first from the initial state null'
+      : `The longest consistent prefix orders ${bestDepth} of them (ending ${tail}) and leaves ` +
+        formatValue(values[bestState]);
+  return notLinearizable(
+    `no valid order of its ${n} ops exists. ${prefix}; from there, no completion linearizes ` +
       `${describe(bestBlocked)} before it returned.`,
-  };
+  );
 }
 
 function formatValue(v: string | null | undefined): string {
