@@ -129,8 +129,4 @@ export class Progress {
     this.probeSent = false;
     return true;
   }
-
-  inflightCount(): number {
-    return this.inflight.length;
-  }
 }
