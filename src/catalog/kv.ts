@@ -117,13 +117,26 @@ class SortedMap<V> {
   }
 }
 
+/** What a transaction must restore on rollback: each touched key's first prior state. */
+interface TxnJournal {
+  tableIndex: number;
+  /** key → [entry before the txn, tombstone index before the txn]. */
+  undo: Map<string, [KvEntry | undefined, number | undefined]>;
+  /** Watches to fire on commit (none fire before: a rolled-back txn wakes nobody). */
+  watches: Set<string>;
+  index: number;
+}
+
 export class KvTable {
   readonly #entries = new SortedMap<KvEntry>();
   /** key → index at which it was deleted. */
   readonly #tombstones = new SortedMap<number>();
+  /** session → keys it holds locked, so a session's invalidation finds them without a scan. */
+  readonly #bySession = new Map<string, Set<string>>();
   readonly #registry: WatchRegistry | undefined;
   #tableIndex = 0;
   #reapedIndex = 0;
+  #txn: TxnJournal | undefined;
 
   constructor(registry?: WatchRegistry) {
     this.#registry = registry;
@@ -179,6 +192,11 @@ export class KvTable {
     return out;
   }
 
+  /** Keys locked by `session`, sorted. */
+  heldBy(session: string): string[] {
+    return [...(this.#bySession.get(session) ?? [])].sort();
+  }
+
   /** The `X-Consul-Index` of a read of exactly `key`. */
   keyIndex(key: string): number {
     return this.#entries.get(key)?.ModifyIndex ?? this.#tableIndex;
@@ -215,7 +233,11 @@ export class KvTable {
   /** `DELETE /v1/kv/<key>`: always true; a missing key changes nothing (no index bump). */
   delete(index: number, key: string): boolean {
     this.#checkIndex(index);
-    if (!this.#entries.delete(key)) return true;
+    const existing = this.#entries.get(key);
+    if (existing === undefined) return true;
+    this.#journal(key);
+    this.#entries.delete(key);
+    this.#unindexSession(existing);
     this.#tombstones.set(key, index);
     this.#changed(index, kvChangeWatches(key));
     return true;
@@ -236,12 +258,16 @@ export class KvTable {
   /** `DELETE ?recurse`: removes every key starting with `prefix`; true. No match, no index bump. */
   deleteTree(index: number, prefix: string): boolean {
     this.#checkIndex(index);
-    const removed = this.#entries.deletePrefixed(prefix);
+    const removed: KvEntry[] = [];
+    for (const [, entry] of this.#entries.prefixed(prefix)) removed.push(entry);
     if (removed.length === 0) return true;
+    for (const entry of removed) this.#journal(entry.Key);
+    this.#entries.deletePrefixed(prefix);
     const watches = new Set<string>();
-    for (const key of removed) {
-      this.#tombstones.set(key, index);
-      kvChangeWatches(key, watches);
+    for (const entry of removed) {
+      this.#unindexSession(entry);
+      this.#tombstones.set(entry.Key, index);
+      kvChangeWatches(entry.Key, watches);
     }
     this.#changed(index, watches);
     return true;
@@ -324,6 +350,7 @@ export class KvTable {
           };
           if (r.Session !== undefined) e.Session = r.Session;
           t.#entries.set(r.Key, e);
+          t.#indexSession(e);
           break;
         }
         case 'tombstone':
@@ -343,7 +370,9 @@ export class KvTable {
   }
 
   #write(index: number, key: string, value: Uint8Array, flags: number, session: string | undefined): void {
+    this.#journal(key);
     const existing = this.#entries.get(key);
+    if (existing) this.#unindexSession(existing);
     const entry: KvEntry = {
       Key: key,
       Value: value.slice(),
@@ -354,12 +383,78 @@ export class KvTable {
     };
     if (session !== undefined) entry.Session = session;
     this.#entries.set(key, entry);
+    this.#indexSession(entry);
     this.#tombstones.delete(key);
     this.#changed(index, kvChangeWatches(key));
   }
 
+  #indexSession(entry: KvEntry): void {
+    if (entry.Session === undefined) return;
+    let keys = this.#bySession.get(entry.Session);
+    if (!keys) {
+      keys = new Set();
+      this.#bySession.set(entry.Session, keys);
+    }
+    keys.add(entry.Key);
+  }
+
+  #unindexSession(entry: KvEntry): void {
+    if (entry.Session === undefined) return;
+    const keys = this.#bySession.get(entry.Session);
+    keys?.delete(entry.Key);
+    if (keys?.size === 0) this.#bySession.delete(entry.Session);
+  }
+
+  /** Inside a transaction, remembers `key`'s state before its first change. */
+  #journal(key: string): void {
+    const txn = this.#txn;
+    if (txn === undefined || txn.undo.has(key)) return;
+    txn.undo.set(key, [this.#entries.get(key), this.#tombstones.get(key)]);
+  }
+
   #changed(index: number, watches: Set<string>): void {
     this.#tableIndex = index;
+    if (this.#txn) {
+      for (const w of watches) this.#txn.watches.add(w);
+      return;
+    }
     this.#registry?.notify(watches, index);
+  }
+
+  // ---- transactions ----
+
+  /**
+   * Starts an all-or-nothing group of commands at one index (`/v1/txn`): until
+   * {@link commitTxn}, changes are visible to reads within the transaction but wake nobody, and
+   * {@link rollbackTxn} puts every touched key, tombstone and the table index back exactly.
+   */
+  beginTxn(index: number): void {
+    if (this.#txn) throw new Error('KV transaction already open');
+    this.#checkIndex(index);
+    this.#txn = { tableIndex: this.#tableIndex, undo: new Map(), watches: new Set(), index };
+  }
+
+  commitTxn(): void {
+    const txn = this.#txn;
+    if (!txn) throw new Error('no KV transaction open');
+    this.#txn = undefined;
+    if (txn.watches.size > 0) this.#registry?.notify(txn.watches, txn.index);
+  }
+
+  rollbackTxn(): void {
+    const txn = this.#txn;
+    if (!txn) throw new Error('no KV transaction open');
+    this.#txn = undefined;
+    for (const [key, [entry, tombstone]] of txn.undo) {
+      const now = this.#entries.get(key);
+      if (now) this.#unindexSession(now);
+      if (entry) {
+        this.#entries.set(key, entry);
+        this.#indexSession(entry);
+      } else this.#entries.delete(key);
+      if (tombstone === undefined) this.#tombstones.delete(key);
+      else this.#tombstones.set(key, tombstone);
+    }
+    this.#tableIndex = txn.tableIndex;
   }
 }

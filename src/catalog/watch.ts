@@ -87,6 +87,19 @@ export class WatchRegistry {
     for (const w of woken) w.wake();
   }
 
+  /**
+   * Everything may have changed at `index` (a snapshot restore replaced the state): wakes every
+   * parked waiter and makes any later wait for a change after an index below `index` return at once.
+   */
+  wakeAll(index: number): void {
+    if (index > this.#lastIndex) this.#lastIndex = index;
+    if (index > this.#forgottenBelow) this.#forgottenBelow = index;
+    this.#recent.clear();
+    const woken = new Set<Waiter>();
+    for (const set of this.#waiters.values()) for (const w of set) woken.add(w);
+    for (const w of woken) w.wake();
+  }
+
   /** The last change index known for `key`: exact if recent, else an upper bound (0 if never). */
   changedAt(key: string): number {
     return this.#recent.get(key) ?? this.#forgottenBelow;

@@ -1,4 +1,5 @@
 import { VERSION } from '../version.ts';
+import { runAgent } from './agent-command.ts';
 
 /** One subcommand of `meshd`. */
 interface Command {
@@ -16,11 +17,8 @@ const commands: Record<string, Command> = {
     },
   },
   agent: {
-    synopsis: 'Run a meshd agent (arrives with the agent issue)',
-    run: () => {
-      console.error('meshd agent: not available yet; the Raft core landed first (see README)');
-      return 1;
-    },
+    synopsis: 'Runs a meshd agent',
+    run: (args) => runAgent(args),
   },
 };
 

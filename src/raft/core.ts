@@ -1043,6 +1043,11 @@ export class RaftCore {
    * T + electionTicks on their clocks. A fifth of the window is kept back for clock drift. Requires
    * CheckQuorum (which is what makes voters refuse); void after TimeoutNow, which overrides it.
    */
+  /** Whether this leader may answer reads locally now (see {@link leaseValid}). */
+  hasLease(): boolean {
+    return this.role === 'leader' && this.leaseValid();
+  }
+
   private leaseValid(): boolean {
     if (!this.opts.checkQuorum || this.leaseBroken) return false;
     const ids = voters(this.configuration());

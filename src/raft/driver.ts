@@ -192,6 +192,10 @@ export class RaftNode<Result = unknown> extends EventTarget {
       this.schedule();
     }, this.tickMs);
     const st = this.core.status();
+    // A lone voter needs nobody's vote: elect it now instead of after an election timeout, so a
+    // `-dev` or `-bootstrap` server serves writes as soon as it starts.
+    const voterIds = st.configuration.servers.filter((s) => s.suffrage === 'voter').map((s) => s.id);
+    if (voterIds.length === 1 && voterIds[0] === this.id) this.core.campaign();
     this.log.info(
       {
         term: st.term,
@@ -300,6 +304,11 @@ export class RaftNode<Result = unknown> extends EventTarget {
         else reject(new ConfigChangeError(`leadership went to ${leader}, not ${target}`));
       });
     });
+  }
+
+  /** True on a leader whose lease holds: no other leader can exist, so local reads are current. */
+  hasLease(): boolean {
+    return this.core.hasLease();
   }
 
   status(): RaftNodeStatus {

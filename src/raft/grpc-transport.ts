@@ -85,6 +85,11 @@ export interface GrpcTransportOptions {
   snapshotTimeoutMs?: number;
   /** How long {@link GrpcTransport.close} lets outbound streams flush before cutting them. Default 1 s. */
   closeGraceMs?: number;
+  /**
+   * Other gRPC services served on the same port (the agent's server RPC: forwarding, discovery),
+   * as Consul multiplexes everything on its server port.
+   */
+  services?: { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation }[];
 }
 
 export interface TransportStats {
@@ -244,9 +249,12 @@ export class GrpcTransport implements RaftTransport {
   private handler: TransportHandler | null = null;
   private closed = false;
   private closing: Promise<void> | null = null;
+  private boundAddress: string | null = null;
+  private readonly services: NonNullable<GrpcTransportOptions['services']>;
 
   constructor(options: GrpcTransportOptions) {
     this.listen = options.listen;
+    this.services = options.services ?? [];
     this.advertise = options.advertise;
     this.log = options.logger.child({ component: 'raft-transport' });
     this.credentials = options.credentials ?? {
@@ -270,10 +278,22 @@ export class GrpcTransport implements RaftTransport {
     loadRaftService();
   }
 
+  /**
+   * Attaches Raft's handler, binding the port first unless {@link bind} already did. Until then,
+   * inbound Raft messages are dropped (a server that has not started Raft yet has nothing to say).
+   */
   async start(handler: TransportHandler): Promise<string> {
     if (this.closed) throw new Error('transport is closed');
-    if (this.server !== null) throw new Error('transport already started');
+    if (this.handler !== null) throw new Error('transport already started');
+    const address = this.boundAddress ?? (await this.bind());
     this.handler = handler;
+    return address;
+  }
+
+  /** Binds the port and serves Raft and the other services; returns the bound "host:port". */
+  async bind(): Promise<string> {
+    if (this.closed) throw new Error('transport is closed');
+    if (this.server !== null) throw new Error('transport already bound');
     const svc = loadRaftService();
     const maxFrame = this.maxMessageBytes;
     const definition: grpc.ServiceDefinition = {
@@ -299,6 +319,7 @@ export class GrpcTransport implements RaftTransport {
       ) => this.handleInstallSnapshot(call, callback),
     };
     server.addService(definition, impl);
+    for (const extra of this.services) server.addService(extra.definition, extra.implementation);
     this.server = server;
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(this.listen, this.credentials.server(), (err, p) => (err ? reject(err) : resolve(p)));
@@ -312,6 +333,7 @@ export class GrpcTransport implements RaftTransport {
     const address = `${host}:${port}`;
     if (this.advertise === undefined && !WILDCARD_HOSTS.has(host)) this.advertise = address;
     this.log.info({ address }, 'raft transport listening');
+    this.boundAddress = address;
     return address;
   }
 

@@ -1,0 +1,11 @@
+/** Every endpoint group beyond KV, in the order they are matched. */
+
+import type Router from '@koa/router';
+import { catalogRoutes } from '../catalog/routes.ts';
+import { healthRoutes } from '../health/routes.ts';
+import { operatorRoutes } from '../operator/routes.ts';
+import { statusRoutes } from '../status/routes.ts';
+
+export function agentHttpRoutes(): Router[] {
+  return [catalogRoutes(), healthRoutes(), statusRoutes(), operatorRoutes()];
+}

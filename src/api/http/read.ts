@@ -1,0 +1,118 @@
+/**
+ * The query parameters and response headers every catalog read shares (Consul's `parseWait`,
+ * `parseConsistency` and `setMeta`): `index`, `wait`, `stale`, `consistent`, `max_stale`, `dc`
+ * in; `X-Consul-Index`, `X-Consul-KnownLeader`, `X-Consul-LastContact`,
+ * `X-Consul-Effective-Consistency` out.
+ */
+
+import type { Context } from 'koa';
+import type { Consistency, ReadOptions, ReadReply } from '../../agent/backend.ts';
+import { parseGoDuration } from '../wire/duration.ts';
+import { badRequest } from './errors.ts';
+
+/** Consul's defaults: a blocking query waits 5 minutes unless told, and never more than 10. */
+export const DEFAULT_WAIT_MS = 5 * 60_000;
+export const MAX_WAIT_MS = 10 * 60_000;
+
+/** One query parameter as a string ('' for a bare flag like `?recurse`), or undefined. */
+export function param(ctx: Context, name: string): string | undefined {
+  const v = ctx.query[name];
+  if (v === undefined) return undefined;
+  return Array.isArray(v) ? (v[0] ?? '') : v;
+}
+
+/** Every value of a repeatable parameter (`?tag=a&tag=b`). */
+export function params(ctx: Context, name: string): string[] {
+  const v = ctx.query[name];
+  if (v === undefined) return [];
+  return Array.isArray(v) ? v : [v];
+}
+
+export function flag(ctx: Context, name: string): boolean {
+  const v = param(ctx, name);
+  return v !== undefined && v !== 'false' && v !== '0';
+}
+
+/** A non-negative integer parameter; a malformed one is a 400 naming it. */
+export function uintParam(ctx: Context, name: string, what = `?${name}`): number | undefined {
+  const v = param(ctx, name);
+  if (v === undefined || v === '') return undefined;
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v)))
+    throw badRequest(`Invalid ${what}: ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+/** `?node-meta=key:value` pairs (repeatable), as Consul parses them. */
+export function nodeMetaParam(ctx: Context): Record<string, string> | undefined {
+  const pairs = params(ctx, 'node-meta');
+  if (pairs.length === 0) return undefined;
+  const out: Record<string, string> = {};
+  for (const p of pairs) {
+    const at = p.indexOf(':');
+    if (at < 0) out[p] = '';
+    else out[p.slice(0, at)] = p.slice(at + 1);
+  }
+  return out;
+}
+
+/** Checks `?dc`: meshd serves one datacenter (WAN federation is not there yet). */
+export function checkDatacenter(ctx: Context, datacenter: string): void {
+  const dc = param(ctx, 'dc');
+  if (dc !== undefined && dc !== '' && dc !== datacenter) throw badRequest(`No path to datacenter "${dc}"`);
+}
+
+export function readOptions(ctx: Context, signal?: AbortSignal): ReadOptions {
+  const stale = param(ctx, 'stale') !== undefined;
+  const consistent = param(ctx, 'consistent') !== undefined;
+  if (stale && consistent) throw badRequest('Cannot specify ?stale with ?consistent, conflicting semantics.');
+  const consistency: Consistency = stale ? 'stale' : consistent ? 'consistent' : 'default';
+  const minIndex = uintParam(ctx, 'index', 'index') ?? 0;
+  const waitText = param(ctx, 'wait');
+  let waitMs = DEFAULT_WAIT_MS;
+  if (waitText !== undefined && waitText !== '') {
+    try {
+      waitMs = parseGoDuration(waitText);
+    } catch {
+      throw badRequest(`Invalid wait time: ${JSON.stringify(waitText)}`);
+    }
+    if (waitMs < 0) throw badRequest(`Invalid wait time: ${JSON.stringify(waitText)}`);
+  }
+  waitMs = Math.min(waitMs, MAX_WAIT_MS);
+  const maxStaleText = param(ctx, 'max_stale');
+  let maxStaleMs: number | undefined;
+  if (maxStaleText !== undefined && maxStaleText !== '') {
+    try {
+      maxStaleMs = parseGoDuration(maxStaleText);
+    } catch {
+      throw badRequest(`Invalid max_stale value: ${JSON.stringify(maxStaleText)}`);
+    }
+  }
+  return {
+    consistency: maxStaleMs !== undefined && consistency === 'default' ? 'stale' : consistency,
+    maxStaleMs,
+    minIndex,
+    waitMs,
+    signal,
+  };
+}
+
+/** An AbortSignal that fires when the HTTP client goes away (so a parked query stops). */
+export function clientGone(ctx: Context): AbortSignal {
+  const ac = new AbortController();
+  const onClose = (): void => {
+    if (!ctx.res.writableEnded) ac.abort(new DOMException('client went away', 'AbortError'));
+  };
+  ctx.res.once('close', onClose);
+  return ac.signal;
+}
+
+export function setReadHeaders(
+  ctx: Context,
+  reply: Pick<ReadReply<unknown>, 'index' | 'knownLeader' | 'lastContactMs'>,
+  consistency: Consistency,
+): void {
+  ctx.set('X-Consul-Index', String(Math.max(1, reply.index)));
+  ctx.set('X-Consul-KnownLeader', reply.knownLeader ? 'true' : 'false');
+  ctx.set('X-Consul-LastContact', String(Math.round(reply.lastContactMs)));
+  ctx.set('X-Consul-Effective-Consistency', consistency === 'default' ? 'leader' : consistency);
+}

@@ -1,0 +1,97 @@
+/**
+ * The HTTP API server: one koa app, a router per endpoint group, one error table, bound on every
+ * `client_addr` address at the HTTP port.
+ */
+
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type Router from '@koa/router';
+import Koa from 'koa';
+import type { Logger } from 'pino';
+import type { AgentApi, ApiState } from './context.ts';
+import { errorResponder } from './errors.ts';
+import { kvRoutes } from './kv/routes.ts';
+
+export interface HttpApiOptions {
+  agent: AgentApi;
+  logger: Logger;
+  /** Extra routers (agent-specific endpoint groups). */
+  routers?: Router[];
+}
+
+/** Builds the koa app (no socket): tests may drive it through `app.callback()`. */
+export function createHttpApp(opts: HttpApiOptions): Koa<ApiState> {
+  const app = new Koa<ApiState>();
+  app.proxy = false;
+  const log = opts.logger.child({ component: 'http' });
+  app.use(errorResponder(log));
+  app.use(async (ctx, next) => {
+    ctx.state.agent = opts.agent;
+    await next();
+  });
+  const routers = [kvRoutes(), ...(opts.routers ?? [])];
+  for (const r of routers) {
+    app.use(r.routes());
+    app.use(r.allowedMethods());
+  }
+  app.use(async (ctx) => {
+    if (ctx.body === undefined && ctx.status === 404) {
+      ctx.status = 404;
+      ctx.type = 'text/plain';
+      ctx.body = `404 page not found: ${ctx.method} ${ctx.path}`;
+    }
+  });
+  // koa logs errors it sees itself; everything is answered by errorResponder before that.
+  app.silent = true;
+  return app;
+}
+
+export interface HttpApi {
+  /** Bound "host:port" per listener. */
+  addresses: string[];
+  close(): Promise<void>;
+}
+
+export async function startHttpApi(
+  opts: HttpApiOptions & { hosts: string[]; port: number },
+): Promise<HttpApi> {
+  const app = createHttpApp(opts);
+  const handler = app.callback();
+  const servers: Server[] = [];
+  const addresses: string[] = [];
+  try {
+    for (const host of opts.hosts) {
+      const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, handler);
+      // Blocking queries hold a request for up to 10 minutes plus jitter.
+      server.headersTimeout = 60_000;
+      servers.push(server);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(opts.port, host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      const a = server.address() as AddressInfo;
+      addresses.push(a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+    }
+  } catch (err) {
+    for (const s of servers) s.close();
+    throw err;
+  }
+  opts.logger.child({ component: 'http' }).info({ addresses }, 'HTTP API listening');
+  return {
+    addresses,
+    async close() {
+      await Promise.all(
+        servers.map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              s.close(() => resolve());
+              s.closeAllConnections();
+            }),
+        ),
+      );
+    },
+  };
+}

@@ -1,0 +1,122 @@
+/**
+ * `meshd agent`: loads the configuration, starts the agent and its HTTP API, and stops gracefully
+ * on SIGINT/SIGTERM (a second signal forces the exit). Errors before the agent runs are one line
+ * on stderr and exit code 1.
+ */
+
+import { Agent } from '../agent/agent.ts';
+import { ConfigError } from '../agent/config/errors.ts';
+import { agentFlagsUsage, parseAgentFlags } from '../agent/config/flags.ts';
+import { loadConfig } from '../agent/config/load.ts';
+import { DataDirLockedError } from '../agent/data-dir.ts';
+import { createLogger } from '../agent/logger.ts';
+import { agentHttpRoutes } from '../api/http/agent/routes.ts';
+import { startHttpApi } from '../api/http/server.ts';
+import { VERSION } from '../version.ts';
+
+export async function runAgent(argv: string[]): Promise<number> {
+  let help = false;
+  try {
+    help = parseAgentFlags(argv).help;
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`meshd agent: ${err.message}`);
+      return 1;
+    }
+    throw err;
+  }
+  if (help) {
+    console.log(`Usage: meshd agent [options]\n\n${agentFlagsUsage()}`);
+    return 0;
+  }
+
+  let loaded: Awaited<ReturnType<typeof loadConfig>>;
+  try {
+    loaded = await loadConfig({ argv });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`meshd agent: ${err.message}`);
+      return 1;
+    }
+    throw err;
+  }
+  const { config, warnings } = loaded;
+  const logger = createLogger({
+    level: config.logLevel === 'error' ? 'error' : config.logLevel,
+    pretty: !config.logJson && process.stderr.isTTY === true,
+    base: { node: config.nodeName },
+  });
+  for (const w of warnings) logger.warn(w);
+
+  let agent: Agent;
+  try {
+    agent = await Agent.start({ config, logger });
+  } catch (err) {
+    if (err instanceof DataDirLockedError) {
+      console.error(`meshd agent: ${err.message}`);
+      return 1;
+    }
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      console.error(`meshd agent: cannot listen: ${(err as Error).message}`);
+      return 1;
+    }
+    logger.fatal({ err }, 'agent failed to start');
+    return 1;
+  }
+
+  if (config.ports.http >= 0) {
+    try {
+      const http = await startHttpApi({
+        agent,
+        logger,
+        hosts: config.clientAddrs,
+        port: config.ports.http,
+        routers: agentHttpRoutes(),
+      });
+      agent.onStop(() => http.close());
+    } catch (err) {
+      console.error(`meshd agent: cannot listen for HTTP: ${(err as Error).message}`);
+      await agent.stop();
+      return 1;
+    }
+  }
+  logger.info(
+    {
+      version: VERSION,
+      node: config.nodeName,
+      nodeId: agent.nodeId,
+      datacenter: config.datacenter,
+      server: config.server,
+      dev: config.devMode,
+      http: config.ports.http >= 0 ? config.clientAddrs.map((h) => `${h}:${config.ports.http}`) : [],
+    },
+    'meshd agent running',
+  );
+
+  const { promise: done, resolve } = Promise.withResolvers<number>();
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (signalled) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    signalled = true;
+    logger.info({ signal }, 'shutting down');
+    agent.stop().then(
+      () => resolve(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        resolve(1);
+      },
+    );
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  agent.onLeave(() => onSignal('SIGTERM'));
+  const code = await done;
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  logger.info('agent stopped');
+  return code;
+}

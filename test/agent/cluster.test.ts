@@ -1,0 +1,173 @@
+/**
+ * A real cluster: three server processes on 127.0.0.1..3 that find each other through
+ * -retry-join and bootstrap once (-bootstrap-expect=3), plus a client agent on 127.0.0.4 that
+ * forwards everything to them. Kill -9 of the leader, then of everything, loses nothing that was
+ * acknowledged.
+ */
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import { type AgentProcess, freePort, startAgent, waitFor, waitLeader } from '../support/agent-process.ts';
+
+const HOSTS = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
+const CLIENT_HOST = '127.0.0.4';
+
+interface ServerSpec {
+  host: string;
+  httpPort: number;
+  serverPort: number;
+  dir: string;
+  name: string;
+}
+
+function serverArgs(s: ServerSpec, all: ServerSpec[]): string[] {
+  return [
+    '-server',
+    '-bootstrap-expect=3',
+    `-data-dir=${s.dir}`,
+    `-node=${s.name}`,
+    ...all.filter((o) => o !== s).map((o) => `-retry-join=${o.host}:${o.serverPort}`),
+  ];
+}
+
+async function put(a: AgentProcess, key: string, value: string): Promise<boolean> {
+  const r = await fetch(`${a.http}/v1/kv/${key}`, { method: 'PUT', body: value });
+  if (r.status !== 200) throw new Error(`PUT ${key}: ${r.status} ${await r.text()}`);
+  return (await r.json()) as boolean;
+}
+
+async function getRaw(a: AgentProcess, key: string, query = ''): Promise<string | undefined> {
+  const r = await fetch(`${a.http}/v1/kv/${key}?raw${query}`);
+  if (r.status === 404) return undefined;
+  if (r.status !== 200) throw new Error(`GET ${key}: ${r.status} ${await r.text()}`);
+  return r.text();
+}
+
+test('3 servers + 1 client: bootstrap once, forward, survive kill -9 of the leader and of everything', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'meshd-cluster-'));
+  const specs: ServerSpec[] = [];
+  for (const [i, host] of HOSTS.entries()) {
+    specs.push({
+      host,
+      httpPort: await freePort(host),
+      serverPort: await freePort(host),
+      dir: join(root, `s${i + 1}`),
+      name: `s${i + 1}`,
+    });
+  }
+  const running = new Map<string, AgentProcess>();
+  const start = async (s: ServerSpec): Promise<AgentProcess> => {
+    const a = await startAgent(serverArgs(s, specs), {
+      host: s.host,
+      httpPort: s.httpPort,
+      serverPort: s.serverPort,
+    });
+    running.set(s.name, a);
+    return a;
+  };
+  const clientDir = join(root, 'client');
+  const startClient = () =>
+    startAgent(
+      ['-node=c1', `-data-dir=${clientDir}`, ...specs.map((s) => `-retry-join=${s.host}:${s.serverPort}`)],
+      { host: CLIENT_HOST },
+    );
+  let client: AgentProcess | undefined;
+  t.teardown(async () => {
+    await Promise.all([...running.values()].map((a) => a.stop('SIGKILL')));
+    await client?.stop('SIGKILL');
+    await rm(root, { recursive: true, force: true });
+  });
+  const dump = () => [...running.entries()].map(([n, a]) => `--- ${n}\n${a.logs().slice(-3000)}`).join('\n');
+
+  await Promise.all(specs.map(start));
+  const leaderAddr = await waitLeader(running.get('s1') as AgentProcess, 30_000).catch((err) => {
+    throw new Error(`${err.message}\n${dump()}`);
+  });
+  // Every server agrees on one leader and on a 3-voter configuration.
+  for (const s of specs) {
+    const a = running.get(s.name) as AgentProcess;
+    t.is(
+      await waitLeader(a).catch((err) => {
+        throw new Error(`${err.message}\n${dump()}`);
+      }),
+      leaderAddr,
+    );
+    const conf = (await (await fetch(`${a.http}/v1/operator/raft/configuration`)).json()) as {
+      Servers: { Node: string; Voter: boolean }[];
+    };
+    t.deepEqual(
+      conf.Servers.map((x) => x.Voter),
+      [true, true, true],
+    );
+  }
+  const peers = (await (await fetch(`${running.get('s2')?.http}/v1/status/peers`)).json()) as string[];
+  t.deepEqual(peers, specs.map((s) => `${s.host}:${s.serverPort}`).sort());
+
+  // Writes through the client agent; reads from every server with ?stale after convergence.
+  client = await startClient();
+  await waitFor('the client to reach the servers', async () => put(client as AgentProcess, 'probe', '1'));
+  for (let i = 0; i < 20; i++) t.true(await put(client, `k/${i}`, `v${i}`));
+  const last = await fetch(`${client.http}/v1/kv/k/19`);
+  const lastIndex = Number(last.headers.get('x-consul-index'));
+  for (const s of specs) {
+    const a = running.get(s.name) as AgentProcess;
+    await waitFor(`${s.name} to apply index ${lastIndex}`, async () => {
+      const r = await fetch(`${a.http}/v1/kv/k/19?stale`);
+      return r.status === 200 && Number(r.headers.get('x-consul-index')) >= lastIndex;
+    });
+    const r = await fetch(`${a.http}/v1/kv/k?recurse&stale`);
+    t.is(((await r.json()) as unknown[]).length, 20, `${s.name} has every key`);
+  }
+  // A blocking query through the client wakes on a write made through a server.
+  const idx = Number((await fetch(`${client.http}/v1/kv/watched`)).headers.get('x-consul-index'));
+  const parked = fetch(`${client.http}/v1/kv/watched?index=${idx}&wait=30s`);
+  await put(running.get('s3') as AgentProcess, 'watched', 'yes');
+  const woken = await parked;
+  t.is(woken.status, 200);
+  t.true(Number(woken.headers.get('x-consul-index')) > idx);
+
+  // The client registered its own node through the servers.
+  await waitFor('the client node in the catalog', async () => {
+    const r = await fetch(`${client?.http}/v1/catalog/nodes`);
+    return ((await r.json()) as { Node: string }[]).some((n) => n.Node === 'c1');
+  });
+
+  // kill -9 the leader: a new one is elected and writes through the client resume.
+  const leaderSpec = specs.find((s) => `${s.host}:${s.serverPort}` === leaderAddr) as ServerSpec;
+  await (running.get(leaderSpec.name) as AgentProcess).stop('SIGKILL');
+  running.delete(leaderSpec.name);
+  const acked: string[] = [];
+  await waitFor(
+    'writes to resume after the leader died',
+    async () => {
+      if (!(await put(client as AgentProcess, 'after-failover', 'ok').catch(() => false))) return false;
+      return true;
+    },
+    30_000,
+  );
+  for (let i = 0; i < 10; i++) {
+    t.true(await put(client, `f/${i}`, `x${i}`));
+    acked.push(`f/${i}`);
+  }
+  const survivor = [...running.values()][0];
+  const newLeader = await waitLeader(survivor);
+  t.not(newLeader, leaderAddr);
+
+  // kill -9 everything, restart everything: every acknowledged write is there.
+  await Promise.all([...running.values()].map((a) => a.stop('SIGKILL')));
+  running.clear();
+  await client.stop('SIGKILL');
+  await Promise.all(specs.map(start));
+  client = await startClient();
+  await waitLeader(running.get('s1') as AgentProcess, 30_000);
+  await waitFor(
+    'the restarted cluster to serve reads',
+    async () => (await getRaw(client as AgentProcess, 'k/0')) === 'v0',
+    30_000,
+  );
+  for (let i = 0; i < 20; i++) t.is(await getRaw(client, `k/${i}`), `v${i}`);
+  for (const [i, key] of acked.entries()) t.is(await getRaw(client, key), `x${i}`);
+  t.is(await getRaw(client, 'watched'), 'yes');
+});

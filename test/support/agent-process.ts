@@ -1,0 +1,119 @@
+/**
+ * Runs real `meshd agent` processes for multi-process tests: free ports picked per agent, logs
+ * kept for failure messages, readiness and conditions awaited with deadlines (never fixed sleeps).
+ */
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+/** A port free on `host` right now. */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 15_000,
+  intervalMs = 50,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}${lastErr ? `: ${(lastErr as Error).message}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export interface AgentProcess {
+  child: ChildProcess;
+  http: string;
+  serverPort: number;
+  logs: () => string;
+  exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface StartAgentOptions {
+  host?: string;
+  env?: NodeJS.ProcessEnv;
+  httpPort?: number;
+  serverPort?: number;
+}
+
+export async function startAgent(args: string[], opts: StartAgentOptions = {}): Promise<AgentProcess> {
+  const host = opts.host ?? '127.0.0.1';
+  const httpPort = opts.httpPort ?? (await freePort(host));
+  const serverPort = opts.serverPort ?? (await freePort(host));
+  const child = spawn(
+    process.execPath,
+    [
+      MAIN,
+      'agent',
+      `-client=${host}`,
+      `-bind=${host}`,
+      `-advertise=${host}`,
+      `-http-port=${httpPort}`,
+      `-server-port=${serverPort}`,
+      '-dns-port=-1',
+      '-grpc-port=-1',
+      '-log-level=info',
+      '-log-json',
+      ...args,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } },
+  );
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const http = `http://${host}:${httpPort}`;
+  return {
+    child,
+    http,
+    serverPort,
+    logs: () => out,
+    exited,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Waits until the agent answers HTTP and knows a leader. */
+export async function waitLeader(a: AgentProcess, timeoutMs = 20_000): Promise<string> {
+  return waitFor(
+    `a leader via ${a.http}`,
+    async () => {
+      if (a.child.exitCode !== null)
+        throw new Error(`agent exited ${a.child.exitCode}: ${a.logs().slice(-2000)}`);
+      const r = await fetch(`${a.http}/v1/status/leader`);
+      const leader = (await r.json()) as string;
+      return leader !== '' ? leader : undefined;
+    },
+    timeoutMs,
+  );
+}
