@@ -102,6 +102,7 @@ export const CommandInputSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('session-create'), session: SessionRowInputSchema }),
   z.object({ type: z.literal('session-destroy'), id: str.min(1) }),
   z.object({ type: z.literal('tombstone-reap'), upToIndex: index }),
+  z.object({ type: z.literal('restore'), snapshot: z.string().base64() }),
 ]);
 
 export const ReadOptionsSchema = z.object({

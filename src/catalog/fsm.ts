@@ -10,6 +10,7 @@
  * so an old server never half-understands a new snapshot.
  */
 
+import { gunzipSync } from 'node:zlib';
 import type { FsmSnapshot, StateMachine } from '../raft/fsm.ts';
 import type { Entry } from '../raft/types.ts';
 import { type KvSnapshotRecord, KvTable } from './kv.ts';
@@ -91,27 +92,25 @@ async function* readLines(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<str
   if (pending !== '') throw new SnapshotFormatError('catalog snapshot ends in the middle of a record');
 }
 
-/** Reads a snapshot into fresh tables sharing `watches`. */
-export async function readSnapshot(
-  chunks: AsyncIterable<Uint8Array>,
-  watches: WatchRegistry,
-): Promise<CatalogState> {
-  const kv: KvSnapshotRecord[] = [];
-  const registry: RegistrySnapshotRecord[] = [];
-  const sessions: SessionSnapshotRecord[] = [];
-  const lockDelays = new Map<string, number>();
-  let lastIndex: number | undefined;
-  let lineNo = 0;
-  for await (const text of readLines(chunks)) {
-    lineNo++;
+/** Builds a state from snapshot lines, one at a time, synchronously. */
+class SnapshotReader {
+  readonly #kv: KvSnapshotRecord[] = [];
+  readonly #registry: RegistrySnapshotRecord[] = [];
+  readonly #sessions: SessionSnapshotRecord[] = [];
+  readonly #lockDelays = new Map<string, number>();
+  #lastIndex: number | undefined;
+  #lineNo = 0;
+
+  line(text: string): void {
+    const lineNo = ++this.#lineNo;
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
     } catch {
       throw new SnapshotFormatError(`catalog snapshot line ${lineNo} is not JSON`);
     }
-    if (lastIndex === undefined) {
-      const h = parsed as { format?: unknown; version?: unknown; lastIndex?: unknown };
+    if (this.#lastIndex === undefined) {
+      const h = parsed as { format?: unknown; version?: unknown; lastIndex?: unknown } | null;
       if (h?.format !== SNAPSHOT_FORMAT) throw new SnapshotFormatError('not a meshd catalog snapshot');
       if (typeof h.version !== 'number' || h.version > SNAPSHOT_VERSION || h.version < 1) {
         throw new SnapshotFormatError(
@@ -120,38 +119,89 @@ export async function readSnapshot(
       }
       if (typeof h.lastIndex !== 'number')
         throw new SnapshotFormatError('catalog snapshot header has no lastIndex');
-      lastIndex = h.lastIndex;
-      continue;
+      this.#lastIndex = h.lastIndex;
+      return;
     }
-    const line = parsed as SnapshotLine;
+    const line = parsed as SnapshotLine | null;
     switch (line?.table) {
       case 'kv':
         if (line.record.type === 'entry')
-          kv.push({ ...line.record, Value: decodeValue(line.record.Value) } as KvSnapshotRecord);
-        else kv.push(line.record as KvSnapshotRecord);
+          this.#kv.push({ ...line.record, Value: decodeValue(line.record.Value) } as KvSnapshotRecord);
+        else this.#kv.push(line.record as KvSnapshotRecord);
         break;
       case 'registry':
-        registry.push(line.record);
+        this.#registry.push(line.record);
         break;
       case 'sessions':
-        sessions.push(line.record);
+        this.#sessions.push(line.record);
         break;
       case 'lockDelay':
-        lockDelays.set(line.key, line.until);
+        this.#lockDelays.set(line.key, line.until);
         break;
       default:
         throw new SnapshotFormatError(`catalog snapshot line ${lineNo} has an unknown table`);
     }
   }
-  if (lastIndex === undefined) throw new SnapshotFormatError('catalog snapshot is empty');
-  return new CatalogState({
-    watches,
-    kv: KvTable.fromSnapshot(kv, watches),
-    registry: Registry.fromSnapshot(registry, watches),
-    sessions: SessionTable.fromSnapshot(sessions, watches),
-    lockDelays,
-    lastIndex,
-  });
+
+  finish(watches: WatchRegistry, lastIndex?: number): CatalogState {
+    if (this.#lastIndex === undefined) throw new SnapshotFormatError('catalog snapshot is empty');
+    try {
+      return new CatalogState({
+        watches,
+        kv: KvTable.fromSnapshot(this.#kv, watches),
+        registry: Registry.fromSnapshot(this.#registry, watches),
+        sessions: SessionTable.fromSnapshot(this.#sessions, watches),
+        lockDelays: this.#lockDelays,
+        lastIndex: lastIndex ?? this.#lastIndex,
+      });
+    } catch (err) {
+      if (err instanceof SnapshotFormatError) throw err;
+      throw new SnapshotFormatError(`catalog snapshot records are inconsistent: ${(err as Error).message}`);
+    }
+  }
+}
+
+/** Reads a snapshot into fresh tables sharing `watches`. */
+export async function readSnapshot(
+  chunks: AsyncIterable<Uint8Array>,
+  watches: WatchRegistry,
+): Promise<CatalogState> {
+  const reader = new SnapshotReader();
+  for await (const text of readLines(chunks)) reader.line(text);
+  return reader.finish(watches);
+}
+
+/**
+ * Parses a whole snapshot held in memory, synchronously: what a replicated restore applies.
+ * `lastIndex` overrides the header's (the restore entry's own index, so later commands apply).
+ */
+export function parseSnapshot(bytes: Uint8Array, watches: WatchRegistry, lastIndex?: number): CatalogState {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new SnapshotFormatError('catalog snapshot is not UTF-8');
+  }
+  if (text !== '' && !text.endsWith('\n')) {
+    throw new SnapshotFormatError('catalog snapshot ends in the middle of a record');
+  }
+  const reader = new SnapshotReader();
+  const lines = text.split('\n');
+  lines.pop();
+  for (const line of lines) reader.line(line);
+  return reader.finish(watches, lastIndex);
+}
+
+/** Largest snapshot a restore inflates to: a bound against a gzip bomb. */
+export const MAX_RESTORED_SNAPSHOT_BYTES = 512 * 1024 * 1024;
+
+/** Inflates a gzip'd snapshot archive (what `GET /v1/snapshot` serves). */
+export function gunzipSnapshot(archive: Uint8Array): Uint8Array {
+  try {
+    return new Uint8Array(gunzipSync(archive, { maxOutputLength: MAX_RESTORED_SNAPSHOT_BYTES }));
+  } catch (err) {
+    throw new SnapshotFormatError(`snapshot archive is not a valid gzip stream: ${(err as Error).message}`);
+  }
 }
 
 /** The catalog behind Raft. `state` is replaced wholesale by a restore; read it afresh each time. */
@@ -177,7 +227,26 @@ export class CatalogFsm implements StateMachine<CommandResult> {
       // commands, so this only happens with a corrupted or foreign log.
       return { ok: false, error: 'malformed catalog command' };
     }
+    if (cmd.type === 'restore') return this.#applyRestore(entry.index, cmd.snapshot);
     return this.#state.apply(entry.index, cmd);
+  }
+
+  /**
+   * `PUT /v1/snapshot`: replaces the whole state with an operator's snapshot, as a replicated
+   * command so every server switches at the same log index. The snapshot was validated by the
+   * proposer; a snapshot that still fails here (identically everywhere) changes nothing.
+   */
+  #applyRestore(index: number, snapshotBase64: string): CommandResult {
+    let next: CatalogState;
+    try {
+      next = parseSnapshot(gunzipSnapshot(Buffer.from(snapshotBase64, 'base64')), this.watches, index);
+    } catch (err) {
+      if (err instanceof SnapshotFormatError) return { ok: false, error: err.message };
+      throw err;
+    }
+    this.#state = next;
+    this.watches.wakeAll(index);
+    return { ok: true, value: true };
   }
 
   snapshot(): FsmSnapshot {

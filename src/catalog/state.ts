@@ -143,6 +143,9 @@ export class CatalogState {
       case 'tombstone-reap':
         this.kv.reapTombstones(cmd.upToIndex);
         return { ok: true };
+      case 'restore':
+        // Whole-state replacement happens in the FSM, which owns the state object.
+        return refuse('a restore must be applied by the catalog FSM');
       default: {
         const unknown: never = cmd;
         return refuse(`unknown command type ${JSON.stringify((unknown as { type?: unknown }).type)}`);

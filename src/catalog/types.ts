@@ -194,6 +194,13 @@ export interface TombstoneReapCommand {
   now: number;
 }
 
+/** `PUT /v1/snapshot`: replace the whole state (a snapshot in the fsm.ts format, base64). */
+export interface RestoreCommand {
+  type: 'restore';
+  snapshot: string;
+  now: number;
+}
+
 export type CatalogCommand =
   | RegisterCommand
   | DeregisterCommand
@@ -201,7 +208,8 @@ export type CatalogCommand =
   | TxnCommand
   | SessionCreateCommand
   | SessionDestroyCommand
-  | TombstoneReapCommand;
+  | TombstoneReapCommand
+  | RestoreCommand;
 
 /** KV entry as the wire shows it: Value base64 (null when empty, as Consul). */
 export interface KvWireEntry {

@@ -54,6 +54,12 @@ export class WatchRegistry {
   #forgottenBelow = 0;
   #lastIndex = 0;
   #waiterCount = 0;
+  #resets = 0;
+
+  /** How many times {@link wakeAll} replaced everything: a blocking query seeing it move returns. */
+  get resets(): number {
+    return this.#resets;
+  }
 
   constructor(init: WatchRegistryInit = {}) {
     this.#recentCap = Math.max(0, init.recentKeys ?? 8192);
@@ -92,6 +98,7 @@ export class WatchRegistry {
    * parked waiter and makes any later wait for a change after an index below `index` return at once.
    */
   wakeAll(index: number): void {
+    this.#resets++;
     if (index > this.#lastIndex) this.#lastIndex = index;
     if (index > this.#forgottenBelow) this.#forgottenBelow = index;
     this.#recent.clear();
@@ -228,6 +235,7 @@ export async function blockingQuery<T>(opts: BlockingQueryOptions<T>): Promise<{
   });
   if (minIndex <= 0 || Math.max(1, current.index) > minIndex) return answer();
 
+  const resets = registry.resets;
   const local = new AbortController();
   const deadline = Symbol('deadline');
   const timer = setTimeout(() => local.abort(deadline), jitteredWait(opts.waitMs, opts.random));
@@ -242,7 +250,9 @@ export async function blockingQuery<T>(opts: BlockingQueryOptions<T>): Promise<{
         throw err;
       }
       current = run();
-      if (Math.max(1, current.index) > minIndex) return answer();
+      // After a restore the truthful index may be below minIndex: answer now (clients reset when
+      // the index goes backwards) rather than hold the old view until the deadline.
+      if (Math.max(1, current.index) > minIndex || registry.resets !== resets) return answer();
     }
   } finally {
     clearTimeout(timer);

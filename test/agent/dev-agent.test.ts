@@ -112,6 +112,26 @@ test('meshd agent -dev serves the KV and catalog API end to end, and stops on SI
   r = await fetch(`${a.http}/v1/kv/x?index=abc`);
   t.is(r.status, 400);
 
+  // Snapshot save, change, restore: the state goes back, a parked query wakes.
+  r = await fetch(`${a.http}/v1/snapshot`);
+  t.is(r.status, 200);
+  const archive = Buffer.from(await r.arrayBuffer());
+  t.is(archive[0], 0x1f, 'gzip archive');
+  await fetch(`${a.http}/v1/kv/app/config`, { method: 'PUT', body: 'after-snapshot' });
+  const cur = await fetch(`${a.http}/v1/kv/app/config`);
+  const curIndex = Number(cur.headers.get('x-consul-index'));
+  const parkedOnRestore = fetch(`${a.http}/v1/kv/app/config?index=${curIndex}&wait=20s`);
+  r = await fetch(`${a.http}/v1/snapshot`, { method: 'PUT', body: archive });
+  t.is(r.status, 200, await r.clone().text());
+  const afterRestore = await parkedOnRestore;
+  t.is(((await afterRestore.json()) as { Value: string }[])[0].Value, b64('v3'));
+  r = await fetch(`${a.http}/v1/kv/app/config?raw`);
+  t.is(await r.text(), 'v3', 'the restored value');
+  r = await fetch(`${a.http}/v1/kv/after-restore`, { method: 'PUT', body: 'ok' });
+  t.is(await r.json(), true, 'writes continue after a restore');
+  r = await fetch(`${a.http}/v1/snapshot`, { method: 'PUT', body: 'not a snapshot' });
+  t.is(r.status, 400);
+
   // Operator view.
   r = await fetch(`${a.http}/v1/operator/raft/configuration`);
   const conf = (await r.json()) as { Servers: { Node: string; Leader: boolean; Voter: boolean }[] };

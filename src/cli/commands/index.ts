@@ -1,0 +1,20 @@
+/** The subcommands that are HTTP clients of the local agent, by name. */
+import type { CliCommand } from '../command.ts';
+import { catalog } from './catalog.ts';
+import { info } from './info.ts';
+import { kv } from './kv.ts';
+import { leave, reload } from './lifecycle.ts';
+import { members } from './members.ts';
+import { operator } from './operator.ts';
+import { snapshot } from './snapshot.ts';
+
+export const clientCommands: Record<string, CliCommand> = {
+  catalog,
+  info,
+  kv,
+  leave,
+  members,
+  operator,
+  reload,
+  snapshot,
+};
