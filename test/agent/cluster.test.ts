@@ -5,7 +5,7 @@
  * acknowledged.
  */
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
@@ -170,4 +170,69 @@ test('3 servers + 1 client: bootstrap once, forward, survive kill -9 of the lead
   for (let i = 0; i < 20; i++) t.is(await getRaw(client, `k/${i}`), `v${i}`);
   for (const [i, key] of acked.entries()) t.is(await getRaw(client, key), `x${i}`);
   t.is(await getRaw(client, 'watched'), 'yes');
+});
+
+test('a server added later joins as a non-voter and is promoted; autopilot removes it once dead', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'meshd-join-'));
+  const config = join(root, 'autopilot.json');
+  // 3 × 1 s, floored at 10 s: the dead-server delay before gossip lands.
+  await writeFile(config, JSON.stringify({ autopilot: { server_stabilization_time: '1s' } }));
+  const hosts = ['127.0.0.5', '127.0.0.6', '127.0.0.7', '127.0.0.8'];
+  const specs: ServerSpec[] = [];
+  for (const [i, host] of hosts.entries()) {
+    specs.push({
+      host,
+      httpPort: await freePort(host),
+      serverPort: await freePort(host),
+      dir: join(root, `j${i + 1}`),
+      name: `j${i + 1}`,
+    });
+  }
+  const first = specs.slice(0, 3);
+  const procs: AgentProcess[] = [];
+  t.teardown(async () => {
+    await Promise.all(procs.map((p) => p.stop('SIGKILL')));
+    await rm(root, { recursive: true, force: true });
+  });
+  for (const s of first) {
+    procs.push(
+      await startAgent([...serverArgs(s, first), `-config-file=${config}`], {
+        host: s.host,
+        httpPort: s.httpPort,
+        serverPort: s.serverPort,
+      }),
+    );
+  }
+  await waitLeader(procs[0], 30_000);
+  const late = specs[3];
+  const lateProc = await startAgent(
+    [
+      '-server',
+      `-data-dir=${late.dir}`,
+      `-node=${late.name}`,
+      `-retry-join=${first[0].host}:${first[0].serverPort}`,
+    ],
+    { host: late.host, httpPort: late.httpPort, serverPort: late.serverPort },
+  );
+  procs.push(lateProc);
+  const voters = async (): Promise<string[]> => {
+    const r = await fetch(`${procs[0].http}/v1/operator/raft/configuration`);
+    const c = (await r.json()) as { Servers: { Node: string; Voter: boolean }[] };
+    return c.Servers.filter((s) => s.Voter)
+      .map((s) => s.Node)
+      .sort();
+  };
+  await waitFor('the late server to become a voter', async () => (await voters()).length === 4, 30_000);
+  t.deepEqual(await voters(), ['j1', 'j2', 'j3', 'j4']);
+  // It serves reads of everything written before it joined.
+  await put(procs[0], 'before-join', 'yes');
+  await waitFor(
+    'the late server to catch up',
+    async () => (await getRaw(lateProc, 'before-join', '&stale')) === 'yes',
+  );
+
+  await lateProc.stop('SIGKILL');
+  await waitFor('autopilot to remove the dead server', async () => (await voters()).length === 3, 60_000);
+  t.deepEqual(await voters(), ['j1', 'j2', 'j3']);
+  t.true(await put(procs[0], 'after-cleanup', 'ok'));
 });
