@@ -15,7 +15,7 @@
  *   server agrees).
  */
 
-import { KvTable } from './kv.ts';
+import { type KvEntry, KvTable } from './kv.ts';
 import { deregisterScope, Registry } from './registry.ts';
 import { SessionTable } from './sessions.ts';
 import type {
@@ -46,18 +46,7 @@ export function decodeValue(value: string | null | undefined): Uint8Array {
 }
 
 /** A KV entry in Consul's JSON shape; `withValue` false gives the `Value: null` txn write results carry. */
-export function kvWire(
-  e: {
-    Key: string;
-    Value: Uint8Array;
-    Flags: number;
-    CreateIndex: number;
-    ModifyIndex: number;
-    LockIndex: number;
-    Session?: string;
-  },
-  withValue = true,
-): KvWireEntry {
+export function kvWire(e: Readonly<KvEntry>, withValue = true): KvWireEntry {
   const out: KvWireEntry = {
     Key: e.Key,
     Value: withValue ? encodeValue(e.Value) : null,
