@@ -4,8 +4,17 @@ import type Router from '@koa/router';
 import { catalogRoutes } from '../catalog/routes.ts';
 import { healthRoutes } from '../health/routes.ts';
 import { operatorRoutes } from '../operator/routes.ts';
+import { sessionRoutes } from '../session/routes.ts';
 import { statusRoutes } from '../status/routes.ts';
+import { txnRoutes } from '../txn/routes.ts';
 
 export function agentHttpRoutes(): Router[] {
-  return [catalogRoutes(), healthRoutes(), statusRoutes(), operatorRoutes()];
+  return [
+    catalogRoutes(),
+    healthRoutes(),
+    sessionRoutes(),
+    txnRoutes(),
+    statusRoutes(),
+    operatorRoutes(),
+  ];
 }
