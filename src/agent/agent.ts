@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { CatalogBackend } from './backend.ts';
 import type { ResolvedConfig } from './config/load.ts';
 import { lockDataDir, resolveNodeId, writePidFile } from './data-dir.ts';
+import { LocalAgent } from './local/local-agent.ts';
 import { RemoteCatalog } from './remote-catalog.ts';
 import { RpcClient } from './rpc/client.ts';
 import { CatalogServer } from './server/server.ts';
@@ -25,6 +26,8 @@ export function serverAddress(addr: string, defaultPort = DEFAULT_SERVER_PORT): 
 export interface AgentInit {
   config: ResolvedConfig;
   logger: Logger;
+  /** Loads the configuration again from the same sources, for `/v1/agent/reload` and SIGHUP. */
+  reloadConfig?: () => Promise<{ config: ResolvedConfig; warnings: string[] }>;
 }
 
 export class Agent {
@@ -33,6 +36,8 @@ export class Agent {
   readonly nodeId: string;
   readonly catalog: CatalogBackend;
   readonly server: CatalogServer | undefined;
+  /** The agent's own services and checks, metrics, leave and reload (`/v1/agent/*`). */
+  readonly local: LocalAgent;
   readonly startedAt = Date.now();
   readonly #cleanups: (() => Promise<void>)[];
   readonly #rpc: RpcClient | undefined;
@@ -55,6 +60,15 @@ export class Agent {
     this.server = server;
     this.#rpc = rpc;
     this.#cleanups = cleanups;
+    this.local = new LocalAgent({
+      config: init.config,
+      nodeId,
+      catalog,
+      server,
+      logger: init.logger,
+      reloadConfig: init.reloadConfig,
+      leave: (opts) => this.leave(opts),
+    });
   }
 
   static async start(init: AgentInit): Promise<Agent> {
@@ -107,6 +121,9 @@ export class Agent {
         catalog = new RemoteCatalog(client, () => joins, logger);
       }
       const agent = new Agent(init, nodeId, catalog, server, rpc, cleanups);
+      // Local services and checks stop before the server (cleanups run in reverse).
+      cleanups.push(() => agent.local.stop());
+      agent.local.start(); // config-file services and checks; a bad one is a ConfigError
       agent.#registerNode();
       return agent;
     } catch (err) {
@@ -177,10 +194,15 @@ export class Agent {
     this.#leaveListeners.push(fn);
   }
 
-  /** Graceful leave: a server leaves the Raft configuration; then the agent asks to be stopped. */
-  async leave(): Promise<void> {
+  /**
+   * Graceful leave: a server leaves the Raft configuration; then the agent asks to be stopped,
+   * once `beforeStop` (e.g. the HTTP answer to `/v1/agent/leave` being sent) has settled.
+   */
+  async leave(opts: { beforeStop?: Promise<unknown> } = {}): Promise<void> {
     await this.server?.leave();
-    for (const fn of this.#leaveListeners) fn();
+    void (opts.beforeStop ?? Promise.resolve()).finally(() => {
+      for (const fn of this.#leaveListeners) fn();
+    });
   }
 
   stop(): Promise<void> {

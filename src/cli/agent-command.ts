@@ -50,9 +50,9 @@ export async function runAgent(argv: string[]): Promise<number> {
 
   let agent: Agent;
   try {
-    agent = await Agent.start({ config, logger });
+    agent = await Agent.start({ config, logger, reloadConfig: () => loadConfig({ argv }) });
   } catch (err) {
-    if (err instanceof DataDirLockedError) {
+    if (err instanceof DataDirLockedError || err instanceof ConfigError) {
       console.error(`meshd agent: ${err.message}`);
       return 1;
     }
@@ -113,10 +113,20 @@ export async function runAgent(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // SIGHUP reloads the configuration, as `/v1/agent/reload` does; a bad config is logged and ignored.
+  const onHup = (): void => {
+    agent.local.reload().then(
+      () => logger.info('reloaded on SIGHUP'),
+      (err: unknown) =>
+        logger.error({ err: (err as Error).message }, 'reload on SIGHUP failed; configuration unchanged'),
+    );
+  };
+  process.on('SIGHUP', onHup);
   agent.onLeave(() => onSignal('SIGTERM'));
   const code = await done;
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
+  process.off('SIGHUP', onHup);
   logger.info('agent stopped');
   return code;
 }

@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import { type AgentProcess, freePort, startAgent, waitFor, waitLeader } from '../support/agent-process.ts';
+import { type AgentProcess, freePorts, startAgent, waitFor, waitLeader } from '../support/agent-process.ts';
 
 const HOSTS = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
 const CLIENT_HOST = '127.0.0.4';
@@ -49,10 +49,11 @@ test('3 servers + 1 client: bootstrap once, forward, survive kill -9 of the lead
   const root = await mkdtemp(join(tmpdir(), 'meshd-cluster-'));
   const specs: ServerSpec[] = [];
   for (const [i, host] of HOSTS.entries()) {
+    const [httpPort, serverPort] = await freePorts(2, host);
     specs.push({
       host,
-      httpPort: await freePort(host),
-      serverPort: await freePort(host),
+      httpPort,
+      serverPort,
       dir: join(root, `s${i + 1}`),
       name: `s${i + 1}`,
     });
@@ -180,10 +181,11 @@ test('a server added later joins as a non-voter and is promoted; autopilot remov
   const hosts = ['127.0.0.5', '127.0.0.6', '127.0.0.7', '127.0.0.8'];
   const specs: ServerSpec[] = [];
   for (const [i, host] of hosts.entries()) {
+    const [httpPort, serverPort] = await freePorts(2, host);
     specs.push({
       host,
-      httpPort: await freePort(host),
-      serverPort: await freePort(host),
+      httpPort,
+      serverPort,
       dir: join(root, `j${i + 1}`),
       name: `j${i + 1}`,
     });

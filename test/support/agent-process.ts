@@ -9,16 +9,25 @@ import { fileURLToPath } from 'node:url';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
-/** A port free on `host` right now. */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
+/**
+ * `n` distinct ports free on `host` right now. They are held until all are picked: freeing one
+ * before asking for the next lets the kernel hand out the same port twice.
+ */
+export async function freePorts(n: number, host = '127.0.0.1'): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const s = createServer();
+          s.once('error', reject);
+          s.listen(0, host, () => resolve(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  return ports;
 }
 
 export async function waitFor<T>(
@@ -61,8 +70,9 @@ export interface StartAgentOptions {
 
 export async function startAgent(args: string[], opts: StartAgentOptions = {}): Promise<AgentProcess> {
   const host = opts.host ?? '127.0.0.1';
-  const httpPort = opts.httpPort ?? (await freePort(host));
-  const serverPort = opts.serverPort ?? (await freePort(host));
+  const [pickedHttp, pickedServer] = await freePorts(2, host);
+  const httpPort = opts.httpPort ?? pickedHttp;
+  const serverPort = opts.serverPort ?? pickedServer;
   const child = spawn(
     process.execPath,
     [
@@ -116,4 +126,9 @@ export async function waitLeader(a: AgentProcess, timeoutMs = 20_000): Promise<s
     },
     timeoutMs,
   );
+}
+
+/** A port free on `host` right now (use {@link freePorts} when picking several). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return (await freePorts(1, host))[0];
 }

@@ -4,7 +4,11 @@
  */
 
 import type { Context } from 'koa';
+import type { Logger } from 'pino';
 import type { CatalogBackend, WriteReply } from '../../agent/backend.ts';
+import type { ResolvedConfig } from '../../agent/config/load.ts';
+import type { LocalState } from '../../agent/local/state.ts';
+import type { AgentMetrics } from '../../agent/metrics.ts';
 import { HttpError } from './errors.ts';
 
 export interface AgentApi {
@@ -12,6 +16,29 @@ export interface AgentApi {
   readonly datacenter: string;
   readonly nodeName: string;
   readonly nodeId: string;
+  /**
+   * The agent itself, for `/v1/agent/*` (local services and checks, members, leave, reload,
+   * metrics). Optional so that apps built for catalog-only tests need not provide it; those
+   * routes answer 404 without it.
+   */
+  readonly local?: LocalAgentApi;
+}
+
+/** What `/v1/agent/*` needs from the running agent (implemented by `agent/local/local-agent.ts`). */
+export interface LocalAgentApi {
+  readonly state: LocalState;
+  readonly metrics: AgentMetrics;
+  /** The configuration the agent started with. */
+  readonly config: ResolvedConfig;
+  /** Clock ms at start. */
+  readonly startedAt: number;
+  readonly logger: Logger;
+  /** `Stats` of `/v1/agent/self`: section → key → value, all strings (Consul's shape). */
+  stats(): Promise<Record<string, Record<string, string>>>;
+  /** Graceful leave; the agent stops once `beforeStop` settles (so the HTTP answer goes out first). */
+  leave(opts?: { beforeStop?: Promise<unknown> }): Promise<void>;
+  /** Re-reads the configuration; throws `ConfigError` (and changes nothing) when it is bad. */
+  reload(): Promise<void>;
 }
 
 export interface ApiState {

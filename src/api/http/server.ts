@@ -24,6 +24,9 @@ export function createHttpApp(opts: HttpApiOptions): Koa<ApiState> {
   const app = new Koa<ApiState>();
   app.proxy = false;
   const log = opts.logger.child({ component: 'http' });
+  // Outermost, so it counts the status the client finally gets.
+  const metrics = opts.agent.local?.metrics;
+  if (metrics) app.use(metrics.httpMiddleware());
   app.use(errorResponder(log));
   app.use(async (ctx, next) => {
     ctx.state.agent = opts.agent;

@@ -7,6 +7,7 @@ import { operatorRoutes } from '../operator/routes.ts';
 import { sessionRoutes } from '../session/routes.ts';
 import { statusRoutes } from '../status/routes.ts';
 import { txnRoutes } from '../txn/routes.ts';
+import { agentLocalRoutes } from './local-routes.ts';
 
 export function agentHttpRoutes(): Router[] {
   return [
@@ -16,5 +17,6 @@ export function agentHttpRoutes(): Router[] {
     txnRoutes(),
     statusRoutes(),
     operatorRoutes(),
+    agentLocalRoutes(),
   ];
 }

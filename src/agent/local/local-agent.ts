@@ -1,0 +1,253 @@
+/**
+ * What the `/v1/agent/*` endpoints need from the agent, in one place: the local state (services
+ * and checks, config-defined ones registered at start and re-applied on reload), the metrics
+ * registry, leave and reload. The {@link Agent} creates one at start and stops it first.
+ *
+ * Reload (`PUT /v1/agent/reload`, SIGHUP) re-runs the config loader with the same arguments and
+ * applies what can change without a restart, as Consul does for its reloadable subset: the
+ * config-defined services and checks (added, updated, removed; API-registered ones kept) and the
+ * log level. Everything is validated before anything changes: a bad config is a
+ * {@link ConfigError} and leaves the agent as it was. Other settings (ports, addresses, node name,
+ * ...) need a restart; they are ignored on reload.
+ */
+
+import { availableParallelism } from 'node:os';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { formatGoDuration } from '../../api/wire/duration.ts';
+import type { NodeInput } from '../../catalog/types.ts';
+import { VERSION } from '../../version.ts';
+import type { CatalogBackend } from '../backend.ts';
+import { ConfigError } from '../config/errors.ts';
+import type { ResolvedConfig } from '../config/load.ts';
+import { AgentMetrics } from '../metrics.ts';
+import type { CatalogServer } from '../server/server.ts';
+import {
+  type CheckDefinition,
+  parseCheckDefinition,
+  parseServiceDefinition,
+  type ServiceDefinition,
+} from './definitions.ts';
+import { DefinitionError } from './errors.ts';
+import { type Clock, LocalState, systemClock } from './state.ts';
+
+export interface LocalAgentInit {
+  config: ResolvedConfig;
+  nodeId: string;
+  catalog: CatalogBackend;
+  /** In server mode: Raft and catalog gauges come from it. */
+  server?: CatalogServer;
+  logger: Logger;
+  clock?: Clock;
+  /** Loads the configuration again from the same sources (for reload); absent: reload is refused. */
+  reloadConfig?: () => Promise<{ config: ResolvedConfig; warnings: string[] }>;
+  /** The agent's graceful leave. */
+  leave: (opts: { beforeStop?: Promise<unknown> }) => Promise<void>;
+}
+
+/** The node row this agent writes (the same as the agent's own registration). */
+export function agentNodeInput(config: ResolvedConfig, nodeId: string): NodeInput {
+  return {
+    ID: nodeId,
+    Node: config.nodeName,
+    Address: config.advertiseAddr,
+    Datacenter: config.datacenter,
+    TaggedAddresses: {
+      lan: config.advertiseAddr,
+      lan_ipv4: config.advertiseAddr,
+      wan: config.advertiseAddr,
+      wan_ipv4: config.advertiseAddr,
+    },
+    Meta: { 'consul-network-segment': '', ...config.nodeMeta },
+  };
+}
+
+function describe(err: unknown): string {
+  if (err instanceof z.ZodError) {
+    const issue = err.issues[0];
+    const path = issue.path.map(String).join('.');
+    return `${path ? `${path}: ` : ''}${issue.message}`;
+  }
+  return (err as Error).message;
+}
+
+/** Validates the config files' service and check definitions; the first bad one is a ConfigError. */
+export function configDefinitions(config: ResolvedConfig): {
+  services: ServiceDefinition[];
+  checks: CheckDefinition[];
+  warnings: string[];
+} {
+  const services: ServiceDefinition[] = [];
+  const checks: CheckDefinition[] = [];
+  const warnings: string[] = [];
+  config.services.forEach((raw, i) => {
+    try {
+      const def = parseServiceDefinition(raw);
+      services.push(def);
+      warnings.push(...def.warnings);
+    } catch (err) {
+      if (!(err instanceof z.ZodError) && !(err instanceof DefinitionError)) throw err;
+      const name = typeof raw.name === 'string' ? ` (${JSON.stringify(raw.name)})` : '';
+      throw new ConfigError(`services[${i}]${name}: ${describe(err)}`, { key: `services[${i}]` });
+    }
+  });
+  config.checks.forEach((raw, i) => {
+    try {
+      checks.push(parseCheckDefinition(raw));
+    } catch (err) {
+      if (!(err instanceof z.ZodError) && !(err instanceof DefinitionError)) throw err;
+      const name = typeof raw.name === 'string' ? ` (${JSON.stringify(raw.name)})` : '';
+      throw new ConfigError(`checks[${i}]${name}: ${describe(err)}`, { key: `checks[${i}]` });
+    }
+  });
+  return { services, checks, warnings };
+}
+
+export class LocalAgent {
+  readonly state: LocalState;
+  readonly metrics: AgentMetrics;
+  /** The configuration the agent started with. */
+  readonly config: ResolvedConfig;
+  readonly startedAt: number;
+  readonly #init: LocalAgentInit;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  #reloading: Promise<void> = Promise.resolve();
+
+  constructor(init: LocalAgentInit) {
+    this.#init = init;
+    this.config = init.config;
+    this.#logger = init.logger.child({ component: 'local' });
+    const clock = init.clock ?? systemClock;
+    this.#clock = clock;
+    this.startedAt = clock.now();
+    this.state = new LocalState(
+      { node: agentNodeInput(init.config, init.nodeId), catalog: init.catalog, clock, logger: this.#logger },
+      { checkUpdateIntervalMs: init.config.checkUpdateIntervalMs },
+    );
+    const server = init.server;
+    this.metrics = new AgentMetrics({
+      ...(server
+        ? {
+            raft: () => {
+              const st = server.raft?.status();
+              return st
+                ? {
+                    term: st.term,
+                    commitIndex: st.commitIndex,
+                    appliedIndex: st.appliedIndex,
+                    lastIndex: st.lastIndex,
+                    isLeader: st.role === 'leader',
+                  }
+                : undefined;
+            },
+            kvEntries: () => server.fsm.state.kv.size,
+            blockingQueries: () => server.fsm.watches.waiterCount,
+          }
+        : {}),
+      localServices: () => this.state.serviceCount,
+      localChecks: () => this.state.checkCount,
+      localSyncFailures: () => this.state.syncFailures,
+    });
+  }
+
+  /** Registers the config-defined services and checks. @throws ConfigError for a bad definition. */
+  start(): void {
+    const { services, checks, warnings } = configDefinitions(this.config);
+    for (const w of warnings) this.#logger.warn(w);
+    try {
+      this.state.applyConfig(services, checks);
+    } catch (err) {
+      if (err instanceof DefinitionError) throw new ConfigError(err.message);
+      throw err;
+    }
+  }
+
+  get logger(): Logger {
+    return this.#logger;
+  }
+
+  /** `Stats` of `/v1/agent/self`, Consul's sections and keys that meshd can fill, values as strings. */
+  async stats(): Promise<Record<string, Record<string, string>>> {
+    const c = this.config;
+    const checks = this.state.checks();
+    const stats: Record<string, Record<string, string>> = {
+      agent: {
+        check_monitors: '0',
+        check_ttls: String(checks.filter((ch) => ch.ttlMs !== undefined).length),
+        checks: String(checks.length),
+        services: String(this.state.serviceCount),
+      },
+      build: { prerelease: '', revision: '', version: VERSION, version_metadata: '' },
+      consul: { server: String(c.server), known_datacenters: '1' },
+      runtime: {
+        arch: process.arch,
+        os: process.platform,
+        version: process.version,
+        cpu_count: String(availableParallelism()),
+        uptime: formatGoDuration(Math.max(0, Math.floor((this.#clock.now() - this.startedAt) / 1000) * 1000)),
+      },
+    };
+    const server = this.#init.server;
+    const st = server?.raft?.status();
+    if (server) {
+      stats.consul.bootstrap = String(c.bootstrap);
+      stats.consul.leader = String(st?.role === 'leader');
+      stats.consul.leader_addr = await server.leader().catch(() => '');
+    } else {
+      stats.consul.known_servers = String(new Set([...c.retryJoin, ...c.startJoin]).size);
+    }
+    if (st) {
+      stats.raft = {
+        state: st.role === 'leader' ? 'Leader' : st.role === 'candidate' ? 'Candidate' : 'Follower',
+        term: String(st.term),
+        commit_index: String(st.commitIndex),
+        applied_index: String(st.appliedIndex),
+        last_log_index: String(st.lastIndex),
+        last_log_term: String(st.lastTerm),
+        last_snapshot_index: String(st.snapshotIndex),
+        num_peers: String(Math.max(0, st.configuration.servers.length - 1)),
+        latest_configuration_index: String(st.configurationIndex),
+        protocol_version: '3',
+      };
+    }
+    return stats;
+  }
+
+  leave(opts: { beforeStop?: Promise<unknown> } = {}): Promise<void> {
+    return this.#init.leave(opts);
+  }
+
+  /** Reloads the config-defined services and checks and the log level; one reload at a time. */
+  reload(): Promise<void> {
+    const run = this.#reloading.then(() => this.#reload());
+    this.#reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  async #reload(): Promise<void> {
+    const load = this.#init.reloadConfig;
+    if (!load)
+      throw new ConfigError('reload is not available: the agent was not started with a config loader');
+    const { config, warnings } = await load();
+    const { services, checks, warnings: defWarnings } = configDefinitions(config);
+    try {
+      this.state.applyConfig(services, checks);
+    } catch (err) {
+      if (err instanceof DefinitionError) throw new ConfigError(err.message);
+      throw err;
+    }
+    for (const w of [...warnings, ...defWarnings]) this.#logger.warn(w);
+    // Children made before keep their level (pino); new ones and the root follow.
+    this.#init.logger.level = config.logLevel;
+    this.#logger.level = config.logLevel;
+    this.#logger.info(
+      { services: services.length, checks: checks.length, logLevel: config.logLevel },
+      'configuration reloaded',
+    );
+  }
+
+  stop(): Promise<void> {
+    return this.state.stop();
+  }
+}
