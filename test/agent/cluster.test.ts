@@ -173,12 +173,12 @@ test('3 servers + 1 client: bootstrap once, forward, survive kill -9 of the lead
   t.is(await getRaw(client, 'watched'), 'yes');
 });
 
-test('a server added later joins as a non-voter and is promoted; autopilot removes it once dead', async (t) => {
+test('servers added later join as non-voters and are promoted; leave removes one, autopilot a dead one', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'meshd-join-'));
   const config = join(root, 'autopilot.json');
   // 3 × 1 s, floored at 10 s: the dead-server delay before gossip lands.
   await writeFile(config, JSON.stringify({ autopilot: { server_stabilization_time: '1s' } }));
-  const hosts = ['127.0.0.5', '127.0.0.6', '127.0.0.7', '127.0.0.8'];
+  const hosts = ['127.0.0.5', '127.0.0.6', '127.0.0.7', '127.0.0.8', '127.0.0.9'];
   const specs: ServerSpec[] = [];
   for (const [i, host] of hosts.entries()) {
     const [httpPort, serverPort] = await freePorts(2, host);
@@ -206,17 +206,6 @@ test('a server added later joins as a non-voter and is promoted; autopilot remov
     );
   }
   await waitLeader(procs[0], 30_000);
-  const late = specs[3];
-  const lateProc = await startAgent(
-    [
-      '-server',
-      `-data-dir=${late.dir}`,
-      `-node=${late.name}`,
-      `-retry-join=${first[0].host}:${first[0].serverPort}`,
-    ],
-    { host: late.host, httpPort: late.httpPort, serverPort: late.serverPort },
-  );
-  procs.push(lateProc);
   const voters = async (): Promise<string[]> => {
     const r = await fetch(`${procs[0].http}/v1/operator/raft/configuration`);
     const c = (await r.json()) as { Servers: { Node: string; Voter: boolean }[] };
@@ -224,10 +213,34 @@ test('a server added later joins as a non-voter and is promoted; autopilot remov
       .map((s) => s.Node)
       .sort();
   };
-  await waitFor('the late server to become a voter', async () => (await voters()).length === 4, 30_000);
+  const addLate = async (late: ServerSpec): Promise<AgentProcess> => {
+    const p = await startAgent(
+      [
+        '-server',
+        `-data-dir=${late.dir}`,
+        `-node=${late.name}`,
+        `-retry-join=${first[0].host}:${first[0].serverPort}`,
+      ],
+      { host: late.host, httpPort: late.httpPort, serverPort: late.serverPort },
+    );
+    procs.push(p);
+    await waitFor(`${late.name} to become a voter`, async () => (await voters()).includes(late.name), 30_000);
+    return p;
+  };
+
+  // j4 joins, is promoted, then leaves gracefully (`meshd leave` calls this endpoint).
+  const leaving = await addLate(specs[3]);
   t.deepEqual(await voters(), ['j1', 'j2', 'j3', 'j4']);
-  // It serves reads of everything written before it joined.
+  const left = await fetch(`${leaving.http}/v1/agent/leave`, { method: 'PUT' });
+  t.is(left.status, 200);
+  t.is(await leaving.exited, 0, 'the agent exits after leaving');
+  await waitFor('the leave to reach j1', async () => (await voters()).length === 3);
+  t.deepEqual(await voters(), ['j1', 'j2', 'j3'], 'leave removed it from the configuration');
+
+  // j5 joins, catches up on what was written before, then dies: autopilot removes it.
   await put(procs[0], 'before-join', 'yes');
+  const lateProc = await addLate(specs[4]);
+  t.deepEqual(await voters(), ['j1', 'j2', 'j3', 'j5']);
   await waitFor(
     'the late server to catch up',
     async () => (await getRaw(lateProc, 'before-join', '&stale')) === 'yes',
