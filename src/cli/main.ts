@@ -1,59 +1,11 @@
+/**
+ * The `meshd` entry point. It only turns on Node's compile cache (V8 code and stripped TypeScript,
+ * kept in the OS temp dir) before loading anything else: with it every later start skips the
+ * TypeScript transform and most compilation, which is most of the start-up time.
+ */
+
 import { enableCompileCache } from 'node:module';
-import { VERSION } from '../version.ts';
-import { clientCommands } from './commands/index.ts';
 
-/** One subcommand of `meshd`. */
-interface Command {
-  synopsis: string;
-  run(args: string[]): Promise<number> | number;
-}
-
-const commands: Record<string, Command> = {
-  version: {
-    synopsis: 'Print the meshd version',
-    run: () => {
-      console.log(`meshd v${VERSION}`);
-      console.log(`node ${process.version}`);
-      return 0;
-    },
-  },
-  agent: {
-    synopsis: 'Runs a meshd agent',
-    // Loaded on demand: client commands start without the daemon's modules. The compile cache
-    // (V8 code and stripped TypeScript, in the OS temp dir) halves the agent's start-up.
-    run: async (args) => {
-      enableCompileCache();
-      const { runAgent } = await import('./agent-command.ts');
-      return runAgent(args);
-    },
-  },
-  ...clientCommands,
-};
-
-function help(): string {
-  const width = Math.max(...Object.keys(commands).map((c) => c.length));
-  const lines = Object.entries(commands).map(([name, c]) => `    ${name.padEnd(width)}    ${c.synopsis}`);
-  return [
-    'Usage: meshd [--version] [--help] <command> [<args>]',
-    '',
-    'Available commands are:',
-    ...lines,
-  ].join('\n');
-}
-
-export async function main(argv: string[]): Promise<number> {
-  const [first, ...rest] = argv;
-  if (first === undefined || first === '--help' || first === '-help' || first === '-h' || first === 'help') {
-    console.log(help());
-    return 0;
-  }
-  if (first === '--version' || first === '-version' || first === '-v') return commands.version.run([]);
-  const command = commands[first];
-  if (!command) {
-    console.error(`meshd: unknown command "${first}"\n\n${help()}`);
-    return 1;
-  }
-  return command.run(rest);
-}
-
+enableCompileCache();
+const { main } = await import('./commands-table.ts');
 process.exitCode = await main(process.argv.slice(2));
