@@ -196,3 +196,21 @@ test.serial('status and operator endpoints', async (t) => {
   t.is(r.status, 400);
   t.regex(await r.text(), /not found/);
 });
+
+test.serial('consistency modes: default, ?consistent, ?stale with ?max_stale', async (t) => {
+  for (const [query, effective] of [
+    ['', 'leader'],
+    ['?consistent', 'consistent'],
+    ['?stale', 'stale'],
+    ['?stale&max_stale=5s', 'stale'],
+    ['?max_stale=1s', 'stale'],
+  ] as const) {
+    const r = await fetch(`${api.url}/v1/catalog/nodes${query}`);
+    t.is(r.status, 200, query);
+    t.is(r.headers.get('x-consul-effective-consistency'), effective, query);
+    t.is(r.headers.get('x-consul-knownleader'), 'true');
+    t.is(r.headers.get('x-consul-lastcontact'), '0', 'the leader answered');
+  }
+  const r = await fetch(`${api.url}/v1/catalog/nodes?max_stale=soon`);
+  t.is(r.status, 400);
+});
