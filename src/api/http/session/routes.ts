@@ -23,7 +23,10 @@ const DEFAULT_LOCK_DELAY_MS = 15_000;
 const SessionCreate = consulObject({
   Name: z.string().optional(),
   Node: z.string().optional(),
-  LockDelay: goDuration().optional(),
+  /** Consul's `lockDelayMinThreshold`: a bare number below 1000 means seconds, not nanoseconds. */
+  LockDelay: z
+    .preprocess((v) => (typeof v === 'number' && v >= 0 && v < 1000 ? v * 1e9 : v), goDuration())
+    .optional(),
   Behavior: z.enum(['release', 'delete']).optional(),
   TTL: z.string().optional(),
   NodeChecks: z.array(z.string()).nullable().optional(),
