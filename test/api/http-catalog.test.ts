@@ -100,6 +100,14 @@ test.serial('register, then every catalog read answers in Consul shape with X-Co
   t.deepEqual(await r.json(), [], 'n1 has a warning node check, n2 a critical service check');
   r = await fetch(`${api.url}/v1/health/service/db?passing`);
   t.is(((await r.json()) as unknown[]).length, 1);
+  const selector = encodeURIComponent('Service.Tags contains "v2" and Node.Address == "10.0.0.2"');
+  r = await fetch(`${api.url}/v1/health/service/web?filter=${selector}`);
+  t.deepEqual(
+    ((await r.json()) as { Node: { Node: string } }[]).map((e) => e.Node.Node),
+    ['n2'],
+  );
+  r = await fetch(`${api.url}/v1/health/state/any?filter=${encodeURIComponent('ServiceName == web')}`);
+  t.is(((await r.json()) as unknown[]).length, 2);
 });
 
 test.serial('deregister a service, a check, then the node', async (t) => {
@@ -166,6 +174,10 @@ test.serial('bad input: 400 naming the problem, 404 for unknown routes, 405 for 
     ['GET', '/v1/catalog/nodes?stale&consistent', undefined, 400, /conflicting/],
     ['GET', '/v1/catalog/nodes?wait=forever&index=1', undefined, 400, /wait/i],
     ['GET', '/v1/catalog/nodes?dc=elsewhere', undefined, 400, /datacenter/],
+    ['GET', '/v1/catalog/nodes?filter=Nope%20%3D%3D%20x', undefined, 400, /Nope/],
+    ['GET', '/v1/catalog/service/web?filter=ServicePort%20%3D%3D%20eighty', undefined, 400, /ServicePort/],
+    // Checked before blocking: a bad filter does not wait for the index.
+    ['GET', '/v1/health/service/web?index=99999&wait=30s&filter=Bogus%20%3D%3D%201', undefined, 400, /Bogus/],
     ['GET', '/v1/catalogue/nodes', undefined, 404, /not found/],
     ['POST', '/v1/catalog/nodes', undefined, 405, /./],
   ];

@@ -7,6 +7,7 @@
 
 import type { Context } from 'koa';
 import type { Consistency, ReadOptions, ReadReply } from '../../agent/backend.ts';
+import { type CompiledFilter, compileFilter, type FieldSpec } from '../filter/index.ts';
 import { parseGoDuration } from '../wire/duration.ts';
 import { badRequest } from './errors.ts';
 
@@ -115,4 +116,19 @@ export function setReadHeaders(
   ctx.set('X-Consul-KnownLeader', reply.knownLeader ? 'true' : 'false');
   ctx.set('X-Consul-LastContact', String(Math.round(reply.lastContactMs)));
   ctx.set('X-Consul-Effective-Consistency', consistency === 'default' ? 'leader' : consistency);
+}
+
+/**
+ * `?filter=` compiled against the endpoint's fields: call it before the read, so a bad expression
+ * is a 400 at once rather than after a blocking query's wait.
+ */
+export function filterParam(ctx: Context, fields: FieldSpec): CompiledFilter | undefined {
+  const expression = param(ctx, 'filter');
+  if (expression === undefined || expression === '') return undefined;
+  return compileFilter(expression, { fields });
+}
+
+/** The rows a compiled filter keeps (all of them without one). */
+export function filtered<T>(rows: T[], filter: CompiledFilter | undefined): T[] {
+  return filter ? rows.filter((row) => filter.matches(row)) : rows;
 }

@@ -42,9 +42,10 @@ import { VERSION } from '../../../version.ts';
 import { applyFilter } from '../../filter/index.ts';
 import { consulObject } from '../../wire/consul-json.ts';
 import { jsonBody } from '../body.ts';
+import { CHECK_FIELDS, SERVICE_FIELDS } from '../catalog/filter-fields.ts';
 import type { AgentApi, ApiContext, LocalAgentApi } from '../context.ts';
 import { badRequest, HttpError, notFound } from '../errors.ts';
-import { clientGone, flag, param, readOptions } from '../read.ts';
+import { clientGone, filtered, filterParam, flag, param, readOptions } from '../read.ts';
 
 // ---- presenters (Consul's AgentService, HealthCheck, AgentMember) ----
 
@@ -302,9 +303,9 @@ export function agentLocalRoutes(): Router {
   router.get('/v1/agent/services', async (ctx: ApiContext) => {
     const { agent } = ctx.state;
     const local = localOf(ctx);
-    const rows = applyFilter(
+    const rows = filtered(
       local.state.services().map((v) => presentService(v, agent.datacenter)),
-      param(ctx, 'filter'),
+      filterParam(ctx, SERVICE_FIELDS),
     );
     ctx.body = Object.fromEntries(rows.map((s) => [s.ID, s]));
   });
@@ -343,9 +344,9 @@ export function agentLocalRoutes(): Router {
   router.get('/v1/agent/checks', async (ctx: ApiContext) => {
     const { agent } = ctx.state;
     const local = localOf(ctx);
-    const rows = applyFilter(
+    const rows = filtered(
       local.state.checks().map((v) => presentCheck(v, agent.nodeName)),
-      param(ctx, 'filter'),
+      filterParam(ctx, CHECK_FIELDS),
     );
     ctx.body = Object.fromEntries(rows.map((c) => [c.CheckID, c]));
   });

@@ -5,20 +5,20 @@
 
 import Router from '@koa/router';
 import type { CheckInput, ServiceInput } from '../../../catalog/types.ts';
-import { applyFilter } from '../../filter/index.ts';
 import { jsonBody } from '../body.ts';
 import { type ApiContext, writeValue } from '../context.ts';
 import { badRequest } from '../errors.ts';
 import {
   checkDatacenter,
   clientGone,
-  flag,
+  filtered,
+  filterParam,
   nodeMetaParam,
-  param,
   params,
   readOptions,
   setReadHeaders,
 } from '../read.ts';
+import { NODE_FIELDS, SERVICE_FIELDS, SERVICE_NODE_FIELDS } from './filter-fields.ts';
 import { presentNode, presentService, presentServiceNode } from './present.ts';
 import { CatalogDeregister, CatalogRegister } from './schema.ts';
 
@@ -82,17 +82,18 @@ export function catalogRoutes(): Router {
   router.get('/v1/catalog/nodes', async (ctx: ApiContext) => {
     const { agent } = ctx.state;
     checkDatacenter(ctx, agent.datacenter);
+    const filter = filterParam(ctx, NODE_FIELDS);
     const opts = readOptions(ctx, clientGone(ctx));
     const reply = await agent.catalog.read('catalog.nodes', { nodeMeta: nodeMetaParam(ctx) }, opts);
     setReadHeaders(ctx, reply, opts.consistency);
-    ctx.body = applyFilter(reply.result.map(presentNode), param(ctx, 'filter'));
+    ctx.body = filtered(reply.result.map(presentNode), filter);
   });
 
   router.get('/v1/catalog/services', async (ctx: ApiContext) => {
     const { agent } = ctx.state;
     checkDatacenter(ctx, agent.datacenter);
+    const filter = filterParam(ctx, SERVICE_NODE_FIELDS);
     const opts = readOptions(ctx, clientGone(ctx));
-    const filter = param(ctx, 'filter');
     if (filter) {
       // Consul filters this endpoint on ServiceNode fields; run the filter per instance.
       const reply = await agent.catalog.read('catalog.services', { nodeMeta: nodeMetaParam(ctx) }, opts);
@@ -100,7 +101,7 @@ export function catalogRoutes(): Router {
       const out: Record<string, string[]> = {};
       for (const name of Object.keys(reply.result)) {
         const inst = await agent.catalog.read('catalog.service', { service: name }, { ...opts, minIndex: 0 });
-        const rows = applyFilter(
+        const rows = filtered(
           inst.result.map((r) => presentServiceNode(r.node, r.service)),
           filter,
         );
@@ -117,6 +118,7 @@ export function catalogRoutes(): Router {
   router.get('/v1/catalog/service/:service', async (ctx: ApiContext) => {
     const { agent } = ctx.state;
     checkDatacenter(ctx, agent.datacenter);
+    const filter = filterParam(ctx, SERVICE_NODE_FIELDS);
     const opts = readOptions(ctx, clientGone(ctx));
     const tags = params(ctx, 'tag');
     const reply = await agent.catalog.read(
@@ -125,14 +127,16 @@ export function catalogRoutes(): Router {
       opts,
     );
     setReadHeaders(ctx, reply, opts.consistency);
-    ctx.body = applyFilter(
+    ctx.body = filtered(
       reply.result.map((r) => presentServiceNode(r.node, r.service)),
-      param(ctx, 'filter'),
+      filter,
     );
   });
 
   router.get('/v1/connect/catalog/service/:service', async (ctx: ApiContext) => {
     const { agent } = ctx.state;
+    checkDatacenter(ctx, agent.datacenter);
+    const filter = filterParam(ctx, SERVICE_NODE_FIELDS);
     const opts = readOptions(ctx, clientGone(ctx));
     const reply = await agent.catalog.read(
       'catalog.service',
@@ -140,15 +144,16 @@ export function catalogRoutes(): Router {
       opts,
     );
     setReadHeaders(ctx, reply, opts.consistency);
-    ctx.body = applyFilter(
+    ctx.body = filtered(
       reply.result.map((r) => presentServiceNode(r.node, r.service)),
-      param(ctx, 'filter'),
+      filter,
     );
   });
 
   const nodeRoute = (shape: 'map' | 'list') => async (ctx: ApiContext) => {
     const { agent } = ctx.state;
     checkDatacenter(ctx, agent.datacenter);
+    const filter = filterParam(ctx, SERVICE_FIELDS);
     const opts = readOptions(ctx, clientGone(ctx));
     const reply = await agent.catalog.read('catalog.node', { node: ctx.params.node }, opts);
     setReadHeaders(ctx, reply, opts.consistency);
@@ -159,7 +164,7 @@ export function catalogRoutes(): Router {
       ctx.type = 'application/json';
       return;
     }
-    const services = applyFilter(r.services.map(presentService), param(ctx, 'filter'));
+    const services = filtered(r.services.map(presentService), filter);
     ctx.body =
       shape === 'map'
         ? { Node: presentNode(r.node), Services: Object.fromEntries(services.map((s) => [s.ID, s])) }
@@ -168,7 +173,5 @@ export function catalogRoutes(): Router {
   router.get('/v1/catalog/node/:node', nodeRoute('map'));
   router.get('/v1/catalog/node-services/:node', nodeRoute('list'));
 
-  // `?cached` and friends are accepted and ignored, as an agent without a cache would.
-  void flag;
   return router;
 }

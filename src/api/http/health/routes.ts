@@ -5,13 +5,15 @@
 
 import Router from '@koa/router';
 import type { HealthStatus } from '../../../catalog/types.ts';
-import { applyFilter } from '../../filter/index.ts';
+import { CHECK_FIELDS, SERVICE_ENTRY_FIELDS } from '../catalog/filter-fields.ts';
 import { presentCheck, presentNode, presentService } from '../catalog/present.ts';
 import type { ApiContext } from '../context.ts';
 import { badRequest } from '../errors.ts';
 import {
   checkDatacenter,
   clientGone,
+  filtered,
+  filterParam,
   nodeMetaParam,
   param,
   params,
@@ -27,19 +29,21 @@ export function healthRoutes(): Router {
   router.get('/v1/health/node/:node', async (ctx: ApiContext) => {
     const { agent } = ctx.state;
     checkDatacenter(ctx, agent.datacenter);
+    const filter = filterParam(ctx, CHECK_FIELDS);
     const opts = readOptions(ctx, clientGone(ctx));
     const reply = await agent.catalog.read('health.node', { node: ctx.params.node }, opts);
     setReadHeaders(ctx, reply, opts.consistency);
-    ctx.body = applyFilter(reply.result.map(presentCheck), param(ctx, 'filter'));
+    ctx.body = filtered(reply.result.map(presentCheck), filter);
   });
 
   router.get('/v1/health/checks/:service', async (ctx: ApiContext) => {
     const { agent } = ctx.state;
     checkDatacenter(ctx, agent.datacenter);
+    const filter = filterParam(ctx, CHECK_FIELDS);
     const opts = readOptions(ctx, clientGone(ctx));
     const reply = await agent.catalog.read('health.checks', { service: ctx.params.service }, opts);
     setReadHeaders(ctx, reply, opts.consistency);
-    ctx.body = applyFilter(reply.result.map(presentCheck), param(ctx, 'filter'));
+    ctx.body = filtered(reply.result.map(presentCheck), filter);
   });
 
   router.get('/v1/health/state/:state', async (ctx: ApiContext) => {
@@ -47,15 +51,17 @@ export function healthRoutes(): Router {
     checkDatacenter(ctx, agent.datacenter);
     const state = ctx.params.state;
     if (!STATES.has(state)) throw badRequest(`Invalid state "${state}"`);
+    const filter = filterParam(ctx, CHECK_FIELDS);
     const opts = readOptions(ctx, clientGone(ctx));
     const reply = await agent.catalog.read('health.state', { state: state as HealthStatus | 'any' }, opts);
     setReadHeaders(ctx, reply, opts.consistency);
-    ctx.body = applyFilter(reply.result.map(presentCheck), param(ctx, 'filter'));
+    ctx.body = filtered(reply.result.map(presentCheck), filter);
   });
 
   const serviceRoute = (connect: boolean) => async (ctx: ApiContext) => {
     const { agent } = ctx.state;
     checkDatacenter(ctx, agent.datacenter);
+    const filter = filterParam(ctx, SERVICE_ENTRY_FIELDS);
     const opts = readOptions(ctx, clientGone(ctx));
     const passing = param(ctx, 'passing');
     const tags = params(ctx, 'tag');
@@ -77,7 +83,7 @@ export function healthRoutes(): Router {
         Service: presentService(r.service),
         Checks: r.checks.map(presentCheck),
       }));
-    ctx.body = applyFilter(rows, param(ctx, 'filter'));
+    ctx.body = filtered(rows, filter);
   };
   router.get('/v1/health/service/:service', serviceRoute(false));
 
