@@ -1,73 +1,16 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import test from 'ava';
-import type {
-  CatalogBackend,
-  CommandInput,
-  RaftConfigurationReply,
-  ReadOptions,
-  ReadReply,
-  WriteReply,
-} from '../../src/agent/backend.ts';
 import { type LoadConfigOptions, loadConfig } from '../../src/agent/config/load.ts';
 import { LocalAgent } from '../../src/agent/local/local-agent.ts';
 import { silentLogger } from '../../src/agent/logger.ts';
 import { agentHttpRoutes } from '../../src/api/http/agent/routes.ts';
 import type { AgentApi } from '../../src/api/http/context.ts';
 import { createHttpApp } from '../../src/api/http/server.ts';
-import { type QueryArgs, type QueryName, type QueryResult, runQuery } from '../../src/catalog/queries.ts';
-import { CatalogState } from '../../src/catalog/state.ts';
-import type { CatalogCommand } from '../../src/catalog/types.ts';
-import { blockingQuery } from '../../src/catalog/watch.ts';
+import { MemoryCatalog } from '../support/memory-catalog.ts';
 
 const NODE_ID = '0f0e0d0c-0b0a-0908-0706-050403020100';
 const OTHER_ID = '1f0e0d0c-0b0a-0908-0706-050403020100';
-
-/** The catalog in memory: commands applied at increasing indexes, queries through runQuery/blockingQuery. */
-class MemoryCatalog implements CatalogBackend {
-  readonly state = new CatalogState();
-  #index = 0;
-  servers: RaftConfigurationReply['Servers'] = [];
-  async write(cmd: CommandInput): Promise<WriteReply> {
-    const index = ++this.#index;
-    const result = this.state.apply(index, { ...cmd, now: 1_700_000_000_000 + index } as CatalogCommand);
-    return { index, result };
-  }
-  async read<N extends QueryName>(
-    name: N,
-    args: QueryArgs<N>,
-    opts: ReadOptions,
-  ): Promise<ReadReply<QueryResult<N>>> {
-    const r = await blockingQuery({
-      minIndex: opts.minIndex,
-      waitMs: opts.waitMs,
-      signal: opts.signal,
-      registry: this.state.watches,
-      run: () => runQuery(this.state, name, args),
-      random: () => 0,
-    });
-    return { index: r.index, result: r.result, knownLeader: true, lastContactMs: 0 };
-  }
-  async renewSession() {
-    return null;
-  }
-  async raftConfiguration(): Promise<RaftConfigurationReply> {
-    return { Servers: this.servers, Index: 1 };
-  }
-  async removePeer() {}
-  async autopilotHealth() {
-    return { Healthy: true, FailureTolerance: 0, Servers: [] };
-  }
-  async leader() {
-    return '127.0.0.1:8300';
-  }
-  async peers() {
-    return this.servers.map((s) => s.Address);
-  }
-  async snapshot() {
-    return { index: 0, chunks: [] };
-  }
-}
 
 interface Harness {
   base: string;
@@ -95,7 +38,7 @@ async function start(
   files[CONFIG_FILE] ??= '{}';
   const load = () => loadConfig({ argv, hostname: 'h', ...fs });
   const { config } = await load();
-  const catalog = new MemoryCatalog();
+  const catalog = new MemoryCatalog({ now: (i) => 1_700_000_000_000 + i });
   catalog.servers = [
     {
       ID: NODE_ID,

@@ -6,77 +6,12 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import test from 'ava';
-import type {
-  CatalogBackend,
-  CommandInput,
-  ReadOptions,
-  ReadReply,
-  WriteReply,
-} from '../../src/agent/backend.ts';
 import { silentLogger } from '../../src/agent/logger.ts';
 import { createHttpApp } from '../../src/api/http/server.ts';
 import { sessionRoutes } from '../../src/api/http/session/routes.ts';
 import { txnRoutes } from '../../src/api/http/txn/routes.ts';
-import { type QueryArgs, type QueryName, type QueryResult, runQuery } from '../../src/catalog/queries.ts';
-import { CatalogState } from '../../src/catalog/state.ts';
-import type { CatalogCommand, SessionRow } from '../../src/catalog/types.ts';
-import { blockingQuery } from '../../src/catalog/watch.ts';
-
-class MemoryCatalog implements CatalogBackend {
-  readonly state = new CatalogState();
-  #index = 0;
-
-  /** Applies a command at the next index, stamped with the wall clock. */
-  apply(cmd: CommandInput): WriteReply {
-    const index = ++this.#index;
-    const result = this.state.apply(index, { ...cmd, now: Date.now() } as CatalogCommand);
-    return { index, result };
-  }
-
-  async write(cmd: CommandInput): Promise<WriteReply> {
-    return this.apply(cmd);
-  }
-
-  async read<N extends QueryName>(
-    name: N,
-    args: QueryArgs<N>,
-    opts: ReadOptions,
-  ): Promise<ReadReply<QueryResult<N>>> {
-    const r = await blockingQuery({
-      minIndex: opts.minIndex,
-      waitMs: opts.waitMs,
-      signal: opts.signal,
-      registry: this.state.watches,
-      run: () => runQuery(this.state, name, args),
-      random: Math.random,
-    });
-    return { index: r.index, result: r.result, knownLeader: true, lastContactMs: 0 };
-  }
-
-  async renewSession(id: string): Promise<SessionRow | null> {
-    const row = this.state.sessions.get(id);
-    return row ? structuredClone(row) : null;
-  }
-
-  raftConfiguration(): never {
-    throw new Error('not in this test');
-  }
-  removePeer(): never {
-    throw new Error('not in this test');
-  }
-  autopilotHealth(): never {
-    throw new Error('not in this test');
-  }
-  leader(): never {
-    throw new Error('not in this test');
-  }
-  peers(): never {
-    throw new Error('not in this test');
-  }
-  snapshot(): never {
-    throw new Error('not in this test');
-  }
-}
+import type { SessionRow } from '../../src/catalog/types.ts';
+import { MemoryCatalog } from '../support/memory-catalog.ts';
 
 const catalog = new MemoryCatalog();
 let server: Server;
