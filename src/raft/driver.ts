@@ -21,6 +21,7 @@ import type { RaftTransport } from './transport.ts';
 import {
   type Configuration,
   type Entry,
+  type HardState,
   type Message,
   type Ready,
   type ServerId,
@@ -107,6 +108,8 @@ export class RaftNode<Result = unknown> extends EventTarget {
   private loopScheduled = false;
   private snapshotting = false;
   private lastSnapshotIndex: number;
+  /** Term and vote as last written (a commit-only change is not written on its own). */
+  private persistedHardState: HardState;
   private lastLeader: ServerId = '';
   private lastContact = -1;
   private readonly proposals = new Map<number, PendingProposal<Result>[]>();
@@ -124,6 +127,7 @@ export class RaftNode<Result = unknown> extends EventTarget {
     core: RaftCore,
     snapshotIndex: number,
     rejected: Record<RejectReason, number>,
+    persistedHardState: HardState,
   ) {
     super();
     this.id = init.id;
@@ -140,6 +144,7 @@ export class RaftNode<Result = unknown> extends EventTarget {
     this.electionTicks = init.core?.electionTicks ?? 10;
     this.readTimeoutMs = this.tickMs * this.electionTicks * 5;
     this.lastSnapshotIndex = snapshotIndex;
+    this.persistedHardState = { ...persistedHardState };
     this.rejected = rejected;
   }
 
@@ -167,7 +172,7 @@ export class RaftNode<Result = unknown> extends EventTarget {
       { ...init.core, id: init.id, rng: init.rng ?? Math.random, onReject },
       persisted,
     );
-    const node = new RaftNode(init, core, persisted.snapshot?.index ?? 0, rejected);
+    const node = new RaftNode(init, core, persisted.snapshot?.index ?? 0, rejected, persisted.hardState);
     await node.begin();
     return node;
   }
@@ -439,8 +444,17 @@ export class RaftNode<Result = unknown> extends EventTarget {
   }
 
   private async persist(rd: Ready): Promise<void> {
-    if (!rd.snapshot && !rd.hardState && rd.entries.length === 0) return;
+    if (!rd.snapshot && rd.entries.length === 0) {
+      if (!rd.hardState) return;
+      // Only the commit index moved: it is volatile in Raft (a majority holds every committed
+      // entry, and a restarted server learns the commit index again from the leader), so it is not
+      // worth a disk round trip before applying. It reaches the disk with the next batch that has
+      // to be written anyway.
+      const { term, vote } = this.persistedHardState;
+      if (rd.hardState.term === term && rd.hardState.vote === vote) return;
+    }
     await this.storage.persist({ snapshot: rd.snapshot, hardState: rd.hardState, entries: rd.entries });
+    if (rd.hardState) this.persistedHardState = rd.hardState;
   }
 
   private send(m: Message): void {

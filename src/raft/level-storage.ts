@@ -125,8 +125,9 @@ function isConfig(c: unknown): c is Configuration {
 
 /**
  * {@link RaftStorage} in one LevelDB, so that every {@link PersistBatch} (snapshot install included)
- * is one atomic, fsynced write batch. Mutations run one at a time, in call order, so the cached
- * bookkeeping (last index, current snapshot) always matches the disk.
+ * is one atomic write batch, fsynced unless it only moves the commit index. Mutations run one at a
+ * time, in call order, so the cached bookkeeping (last index, current snapshot) always matches the
+ * disk.
  */
 export class LevelRaftStorage implements RaftStorage {
   private readonly db: Level<string, Uint8Array>;
@@ -394,7 +395,17 @@ export class LevelRaftStorage implements RaftStorage {
       checkHardState(hardState, Math.max(lastIndex, snapIndex));
       if (batch.hardState) ops.push({ type: 'put', key: KEY_HARD_STATE, value: sealJson(hardState) });
       if (ops.length === 0) return;
-      await this.db.batch(ops, { sync: true });
+      // A batch that only moves the commit index need not wait for the disk (etcd's MustSync): the
+      // commit index is volatile in Raft (§5.3: a majority holds every committed entry), and a
+      // crash that loses it recovers a lower one, which the leader raises again. Term, vote, entries
+      // and snapshots are always fsynced, and LevelDB's write-ahead log is sequential, so the next
+      // synced batch makes this one durable too. This saves the leader a second fsync per write.
+      const mustSync =
+        batch.snapshot != null ||
+        entries.length > 0 ||
+        (batch.hardState != null &&
+          (batch.hardState.term !== this.hardState.term || batch.hardState.vote !== this.hardState.vote));
+      await this.db.batch(ops, { sync: mustSync });
       this.current = current;
       this.staged = staged;
       this.lastIndex = lastIndex;

@@ -41,7 +41,10 @@ export interface StoredSnapshot {
 export interface RaftStorage {
   /** Reads and validates everything; throws {@link CorruptStoreError} naming what is wrong. */
   load(): Promise<PersistedState>;
-  /** Group commit: one atomic batch, one fsync, however many entries. */
+  /**
+   * Group commit: one atomic batch, one fsync, however many entries. A batch that only raises the
+   * commit index may skip the fsync (the commit index may be recovered lower after a crash).
+   */
   persist(batch: PersistBatch): Promise<void>;
   /** Drops entries with index <= `upTo` (they are covered by the current snapshot). */
   compactLog(upTo: number): Promise<void>;
