@@ -73,6 +73,7 @@ export async function runAgent(argv: string[]): Promise<number> {
         hosts: config.clientAddrs,
         port: config.ports.http,
         routers: agentHttpRoutes(),
+        ui: config.ui.enabled,
       });
       agent.onStop(() => http.close());
     } catch (err) {

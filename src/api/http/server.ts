@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import type Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
+import { serveUi } from '../ui/serve.ts';
 import type { AgentApi, ApiState } from './context.ts';
 import { errorResponder } from './errors.ts';
 import { kvRoutes } from './kv/routes.ts';
@@ -17,6 +18,8 @@ export interface HttpApiOptions {
   logger: Logger;
   /** Extra routers (agent-specific endpoint groups). */
   routers?: Router[];
+  /** Serve the web UI at `/ui/` (and redirect `/` there): `ui_config.enabled`. */
+  ui?: boolean;
 }
 
 /** Builds the koa app (no socket): tests may drive it through `app.callback()`. */
@@ -32,6 +35,7 @@ export function createHttpApp(opts: HttpApiOptions): Koa<ApiState> {
     ctx.state.agent = opts.agent;
     await next();
   });
+  if (opts.ui) app.use(serveUi());
   const routers = [kvRoutes(), ...(opts.routers ?? [])];
   for (const r of routers) {
     app.use(r.routes());
