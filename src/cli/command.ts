@@ -72,7 +72,23 @@ export interface Context {
   out(line: string): void;
   /** Writes a line to stderr. */
   err(line: string): void;
+  /** `-format`: `pretty` (tables, the default) or `json`, on commands that declare `output`. */
+  format: OutputFormat;
+  /** Writes `value` as indented JSON (what `-format=json` prints). */
+  json(value: unknown): void;
 }
+
+export type OutputFormat = 'pretty' | 'json';
+
+/** The `-format` flag of commands that print tables. */
+export const FORMAT_FLAG: FlagDef = {
+  name: 'format',
+  kind: 'string',
+  placeholder: 'pretty|json',
+  usage: 'Output format: human-readable tables (pretty, the default) or json.',
+  validate: (v) =>
+    v === 'pretty' || v === 'json' ? undefined : `invalid -format "${v}": must be pretty or json`,
+};
 
 export interface LeafSpec {
   /** Full name after `meshd`, e.g. `kv get`. */
@@ -83,6 +99,8 @@ export interface LeafSpec {
   /** Help paragraphs, unindented. */
   help: string;
   flags?: FlagDef[];
+  /** Offers `-format=pretty|json` (commands that print tables or lists). */
+  output?: boolean;
   /** Which HTTP flags the command takes: `client` (address, token, TLS) or `server` (also -datacenter, -stale). */
   http: 'client' | 'server';
   run(ctx: Context): Promise<number> | number;
@@ -106,7 +124,7 @@ export function leafHelp(spec: LeafSpec): string {
         title: 'HTTP API Options',
         flags: spec.http === 'server' ? [...CLIENT_FLAGS, ...SERVER_FLAGS] : CLIENT_FLAGS,
       },
-      { title: 'Command Options', flags: spec.flags ?? [] },
+      { title: 'Command Options', flags: [...(spec.flags ?? []), ...(spec.output ? [FORMAT_FLAG] : [])] },
     ]),
   ].join('\n');
 }
@@ -126,12 +144,19 @@ export function leaf(spec: LeafSpec): CliCommand {
         out(leafHelp(spec));
         return 0;
       }
-      const defs = [...(spec.flags ?? []), ...CLIENT_FLAGS, ...(spec.http === 'server' ? SERVER_FLAGS : [])];
+      const defs = [
+        ...(spec.flags ?? []),
+        ...(spec.output ? [FORMAT_FLAG] : []),
+        ...CLIENT_FLAGS,
+        ...(spec.http === 'server' ? SERVER_FLAGS : []),
+      ];
       try {
         const flags = parseFlags(defs, argv);
         // Resolved up front so that a bad address or token file is reported as such, not as a failed request.
         const client = new ApiClient(resolveHttpConfig(httpOptionsFromFlags(flags), io.env));
-        const ctx: Context = { args: flags.args, flags, io, out, err, client: () => client };
+        const format: OutputFormat = spec.output && flags.string('format') === 'json' ? 'json' : 'pretty';
+        const json = (value: unknown) => out(JSON.stringify(value, null, 2));
+        const ctx: Context = { args: flags.args, flags, io, out, err, client: () => client, format, json };
         return await spec.run(ctx);
       } catch (e) {
         if (e instanceof UsageError) {

@@ -59,6 +59,21 @@ test('kv, catalog, members, info, operator and snapshot commands work against a 
   t.is(r.code, 0, r.stderr);
   t.regex(r.stdout, /cli-dev .*leader\s+true/);
 
+  // -format=json on the commands that print tables.
+  r = await cli('members', '-format=json');
+  t.is((JSON.parse(r.stdout) as { Name: string }[])[0].Name, 'cli-dev');
+  r = await cli('catalog', 'nodes', '-format=json');
+  t.true((JSON.parse(r.stdout) as { Node: string }[]).some((n) => n.Node === 'cli-dev'));
+  r = await cli('catalog', 'datacenters', '-format=json');
+  t.deepEqual(JSON.parse(r.stdout), ['dc1']);
+  r = await cli('operator', 'raft', 'list-peers', '-format=json');
+  t.like((JSON.parse(r.stdout) as { Node: string; Leader: boolean }[])[0], { Node: 'cli-dev', Leader: true });
+  r = await cli('info', '-format=json');
+  t.like(JSON.parse(r.stdout), { Config: { NodeName: 'cli-dev' } });
+  r = await cli('members', '-format=xml');
+  t.is(r.code, 1);
+  t.regex(r.stderr, /pretty or json/);
+
   const snap = join(dir, 'backup.snap');
   r = await cli('snapshot', 'save', snap);
   t.is(r.code, 0, r.stderr);

@@ -43,6 +43,7 @@ the datacenter of the local agent is queried.
     $ meshd catalog services -tags
     $ meshd catalog services -node=web-01`,
   http: 'server',
+  output: true,
   flags: [
     {
       name: 'node',
@@ -99,6 +100,10 @@ the datacenter of the local agent is queried.
       }
     }
     const names = Object.keys(byName ?? {}).sort(cmp);
+    if (ctx.format === 'json') {
+      ctx.json(Object.fromEntries(names.map((n) => [n, [...new Set(byName[n] ?? [])].sort(cmp)])));
+      return 0;
+    }
     if (names.length === 0) {
       ctx.err('No services match the given query - try expanding your search.');
       return 0;
@@ -176,6 +181,7 @@ datacenter of the local agent is queried.
     $ meshd catalog nodes -service=redis
     $ meshd catalog nodes -near=node-web`,
   http: 'server',
+  output: true,
   flags: [
     {
       name: 'detailed',
@@ -251,6 +257,10 @@ datacenter of the local agent is queried.
     }
     // With -near the agent's order (by round-trip time) is the point; otherwise sort by name.
     if (!near) list = [...list].sort((a, b) => cmp(a.Node, b.Node));
+    if (ctx.format === 'json') {
+      ctx.json(list);
+      return 0;
+    }
     ctx.out(columnize(nodeRows(list, flags.bool('detailed'))));
     return 0;
   },
@@ -266,6 +276,7 @@ time from the current datacenter.
 
     $ meshd catalog datacenters`,
   http: 'client',
+  output: true,
   async run(ctx) {
     if (ctx.args.length > 0) {
       ctx.err(`Too many arguments (expected 0, got ${ctx.args.length})`);
@@ -281,6 +292,10 @@ time from the current datacenter.
     if (dcs.length === 0) {
       ctx.err('No datacenters found');
       return 1;
+    }
+    if (ctx.format === 'json') {
+      ctx.json(dcs);
+      return 0;
     }
     for (const dc of dcs) ctx.out(dc);
     return 0;

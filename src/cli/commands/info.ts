@@ -62,6 +62,7 @@ export const info: CliCommand = leaf({
 Provides debugging information for operators: the statistics the local agent reports,
 grouped by subsystem (agent, build, consul, raft, runtime, serf_lan, ...).`,
   http: 'client',
+  output: true,
   async run(ctx) {
     if (ctx.args.length > 0) {
       ctx.err(`Too many arguments (expected 0, got ${ctx.args.length})`);
@@ -73,6 +74,10 @@ grouped by subsystem (agent, build, consul, raft, runtime, serf_lan, ...).`,
     } catch (e) {
       ctx.err(`Error querying agent: ${(e as Error).message}`);
       return 1;
+    }
+    if (ctx.format === 'json') {
+      ctx.json(self);
+      return 0;
     }
     const sections = infoSections(self);
     if (sections.size > 0) ctx.out(formatInfo(sections));

@@ -82,6 +82,7 @@ export const members: CliCommand = leaf({
 Outputs the members of a running meshd agent's gossip pool, with their status.
 Exits with status 2 when no member matches the filters.`,
   http: 'client',
+  output: true,
   flags: [
     { name: 'detailed', kind: 'bool', usage: 'Provides detailed information about nodes (all their tags).' },
     {
@@ -126,6 +127,10 @@ Exits with status 2 when no member matches the filters.`,
     }
     const shown = list.filter((m) => statusRe.test(memberStatus(m.Status))).sort(compareMembers);
     if (shown.length === 0) return 2;
+    if (ctx.format === 'json') {
+      ctx.json(shown);
+      return 0;
+    }
     ctx.out(columnize(flags.bool('detailed') ? detailedRows(shown) : standardRows(shown)));
     return 0;
   },

@@ -40,6 +40,7 @@ Displays the current Raft peer configuration.
 Use -stale to read the configuration from any server, for instance when the
 cluster has no leader.`,
   http: 'server',
+  output: true,
   async run(ctx) {
     if (ctx.args.length > 0) {
       ctx.err(`Too many arguments (expected 0, got ${ctx.args.length})`);
@@ -54,6 +55,10 @@ cluster has no leader.`,
     } catch (e) {
       ctx.err(`Error getting peers: Failed to retrieve raft configuration: ${(e as Error).message}`);
       return 1;
+    }
+    if (ctx.format === 'json') {
+      ctx.json(servers);
+      return 0;
     }
     ctx.out(columnize(peerRows(servers)));
     return 0;
