@@ -13,7 +13,7 @@
 import { gunzipSync } from 'node:zlib';
 import type { FsmSnapshot, StateMachine } from '../raft/fsm.ts';
 import type { Entry } from '../raft/types.ts';
-import { type KvSnapshotRecord, KvTable } from './kv.ts';
+import { type KvEntry, type KvSnapshotRecord, KvTable } from './kv.ts';
 import { Registry, type RegistrySnapshotRecord } from './registry.ts';
 import { type SessionSnapshotRecord, SessionTable } from './sessions.ts';
 import { CatalogState, decodeValue, encodeValue } from './state.ts';
@@ -22,14 +22,20 @@ import { WatchRegistry } from './watch.ts';
 
 export const SNAPSHOT_FORMAT = 'meshd-catalog';
 export const SNAPSHOT_VERSION = 1;
-const CHUNK_BYTES = 256 * 1024;
+/** Small enough that serializing one chunk stays a few ms: the apply loop runs between chunks. */
+const CHUNK_BYTES = 64 * 1024;
 
 export class SnapshotFormatError extends Error {
   override readonly name = 'SnapshotFormatError';
 }
 
+/** A KV snapshot record as a line carries it: the value base64 (null when empty). */
+type KvLineRecord =
+  | Exclude<KvSnapshotRecord, { type: 'entry' }>
+  | (Omit<KvEntry, 'Value'> & { type: 'entry'; Value: string | null });
+
 type SnapshotLine =
-  | { table: 'kv'; record: Omit<KvSnapshotRecord, 'Value'> & { Value?: string | null } }
+  | { table: 'kv'; record: KvLineRecord }
   | { table: 'registry'; record: RegistrySnapshotRecord }
   | { table: 'sessions'; record: SessionSnapshotRecord }
   | { table: 'lockDelay'; key: string; until: number };
@@ -40,31 +46,53 @@ export function encodeCommand(cmd: CatalogCommand): Uint8Array {
   return encoder.encode(JSON.stringify(cmd));
 }
 
-/** Every record of `state`, captured synchronously (a consistent point between two applies). */
-function captureLines(state: CatalogState): { header: string; lines: SnapshotLine[] } {
-  const lines: SnapshotLine[] = [];
-  for (const r of state.kv.toSnapshot()) {
-    if (r.type === 'entry') lines.push({ table: 'kv', record: { ...r, Value: encodeValue(r.Value) } });
-    else lines.push({ table: 'kv', record: r });
-  }
-  for (const r of state.registry.toSnapshot()) lines.push({ table: 'registry', record: r });
-  for (const r of state.sessions.toSnapshot()) lines.push({ table: 'sessions', record: r });
-  for (const [key, until] of [...state.lockDelays].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    lines.push({ table: 'lockDelay', key, until });
-  }
+/**
+ * Everything in `state`, captured synchronously between two applies. KV entries (the bulk) are
+ * captured by reference and turned into lines only while the snapshot is written, so taking a
+ * snapshot does not stall the apply loop for the size of the store.
+ */
+function capture(state: CatalogState): () => Generator<string> {
+  const kv = state.kv.snapshotView();
+  const registry = state.registry.toSnapshot();
+  const sessions = state.sessions.toSnapshot();
+  const lockDelays = [...state.lockDelays].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const header = JSON.stringify({
     format: SNAPSHOT_FORMAT,
     version: SNAPSHOT_VERSION,
     lastIndex: state.lastIndex,
   });
-  return { header, lines };
+  const line = (l: SnapshotLine): string => JSON.stringify(l);
+  return function* lines() {
+    yield header;
+    yield line({ table: 'kv', record: { type: 'meta', ...kv.meta } });
+    for (const e of kv.entries) {
+      yield line({
+        table: 'kv',
+        record: {
+          type: 'entry',
+          Key: e.Key,
+          Value: encodeValue(e.Value),
+          Flags: e.Flags,
+          CreateIndex: e.CreateIndex,
+          ModifyIndex: e.ModifyIndex,
+          LockIndex: e.LockIndex,
+          ...(e.Session !== undefined ? { Session: e.Session } : {}),
+        },
+      });
+    }
+    for (const [Key, Index] of kv.tombstones)
+      yield line({ table: 'kv', record: { type: 'tombstone', Key, Index } });
+    for (const record of registry) yield line({ table: 'registry', record });
+    for (const record of sessions) yield line({ table: 'sessions', record });
+    for (const [key, until] of lockDelays) yield line({ table: 'lockDelay', key, until });
+  };
 }
 
 /** Serializes a captured state as JSON-lines chunks of about {@link CHUNK_BYTES}. */
-async function* toChunks(header: string, lines: SnapshotLine[]): AsyncGenerator<Uint8Array> {
-  let buf = `${header}\n`;
-  for (const line of lines) {
-    buf += `${JSON.stringify(line)}\n`;
+async function* toChunks(lines: () => Generator<string>): AsyncGenerator<Uint8Array> {
+  let buf = '';
+  for (const l of lines()) {
+    buf += `${l}\n`;
     if (buf.length >= CHUNK_BYTES) {
       yield encoder.encode(buf);
       buf = '';
@@ -250,8 +278,8 @@ export class CatalogFsm implements StateMachine<CommandResult> {
   }
 
   snapshot(): FsmSnapshot {
-    const { header, lines } = captureLines(this.#state);
-    return { chunks: () => toChunks(header, lines) };
+    const lines = capture(this.#state);
+    return { chunks: () => toChunks(lines) };
   }
 
   async restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
