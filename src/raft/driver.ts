@@ -43,6 +43,12 @@ export interface RaftNodeInit<Result> {
   tickMs?: number;
   /** Take a snapshot once this many entries were applied since the last one. @default 16384 (Consul's) */
   snapshotThreshold?: number;
+  /**
+   * At most one snapshot per this many ms (Consul's `raft_snapshot_interval`): a busy cluster does
+   * not pay for a snapshot every `snapshotThreshold` entries; the log grows a little longer instead.
+   * @default 30000
+   */
+  snapshotIntervalMs?: number;
   /** Entries kept behind a snapshot so slightly lagging followers need no snapshot. @default 10240 (Consul's) */
   trailingLogs?: number;
   /** A proposal not applied within this long fails with a timeout (its outcome is then unknown). @default 30 s */
@@ -97,6 +103,8 @@ export class RaftNode<Result = unknown> extends EventTarget {
   private readonly log: Logger;
   private readonly tickMs: number;
   private readonly snapshotThreshold: number;
+  private readonly snapshotIntervalMs: number;
+  private lastSnapshotAt = Date.now();
   private readonly trailingLogs: number;
   private readonly proposalTimeoutMs: number;
   private readonly readTimeoutMs: number;
@@ -139,6 +147,7 @@ export class RaftNode<Result = unknown> extends EventTarget {
     this.log = init.logger.child({ component: 'raft', server: init.id });
     this.tickMs = init.tickMs ?? 100;
     this.snapshotThreshold = init.snapshotThreshold ?? 16_384;
+    this.snapshotIntervalMs = init.snapshotIntervalMs ?? 30_000;
     this.trailingLogs = init.trailingLogs ?? 10_240;
     this.proposalTimeoutMs = init.proposalTimeoutMs ?? 30_000;
     this.electionTicks = init.core?.electionTicks ?? 10;
@@ -195,6 +204,8 @@ export class RaftNode<Result = unknown> extends EventTarget {
         return;
       }
       this.schedule();
+      // The threshold may have been crossed before the interval ran out, with no write since.
+      this.maybeSnapshot();
     }, this.tickMs);
     const st = this.core.status();
     // A lone voter needs nobody's vote: elect it now instead of after an election timeout, so a
@@ -546,8 +557,10 @@ export class RaftNode<Result = unknown> extends EventTarget {
   private maybeSnapshot(): void {
     const applied = this.core.log.applied;
     if (this.snapshotting || applied - this.lastSnapshotIndex < this.snapshotThreshold) return;
+    if (Date.now() - this.lastSnapshotAt < this.snapshotIntervalMs) return;
     if (this.core.log.pendingSnapshot) return;
     this.snapshotting = true;
+    this.lastSnapshotAt = Date.now();
     // The capture is synchronous, between two applies; serializing and writing it is not.
     const meta = this.core.snapshotMetaAt(applied);
     const capture = this.fsm.snapshot();

@@ -56,6 +56,8 @@ const node = await RaftNode.start<KvResult>({
   bootstrap: config,
   tickMs: Number(values['tick-ms']),
   snapshotThreshold: Number(values['snapshot-threshold']),
+  // Tests that set a threshold want snapshots as soon as it is crossed.
+  snapshotIntervalMs: 0,
   trailingLogs: Number(values['trailing-logs']),
 });
 node.on('fatal', () => process.exit(70));
