@@ -428,6 +428,11 @@ export class RaftCore {
     }
   }
 
+  /** Role and leader only: what the read and write paths check on every request, without copies. */
+  brief(): { role: Role; leader: ServerId } {
+    return { role: this.role, leader: this.lead };
+  }
+
   status(): CoreStatus {
     const config = this.configuration();
     const lastConfig = this.configHistory[this.configHistory.length - 1];

@@ -327,6 +327,16 @@ export class RaftNode<Result = unknown> extends EventTarget {
     return this.core.hasLease();
   }
 
+  /** {@link status}'s role, leader and last contact, cheaply (the hot paths ask on every request). */
+  brief(): { role: RaftNodeStatus['role']; leader: ServerId; lastContactMs: number } {
+    const { role, leader } = this.core.brief();
+    return {
+      role,
+      leader,
+      lastContactMs: role === 'leader' ? 0 : this.lastContact < 0 ? -1 : Date.now() - this.lastContact,
+    };
+  }
+
   status(): RaftNodeStatus {
     const st = this.core.status();
     return {

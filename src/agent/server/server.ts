@@ -195,7 +195,7 @@ export class CatalogServer implements CatalogBackend {
   async write(cmd: CommandInput, signal?: AbortSignal): Promise<WriteReply> {
     for (let hop = 0; ; hop++) {
       const raft = this.#raft;
-      const st = raft?.status();
+      const st = raft?.brief();
       if (raft && st?.role === 'leader') {
         try {
           return await this.applyLocal(cmd);
@@ -246,7 +246,7 @@ export class CatalogServer implements CatalogBackend {
   ): Promise<ReadReply<QueryResult<N>>> {
     for (let hop = 0; ; hop++) {
       const raft = this.#raft;
-      const st = raft?.status();
+      const st = raft?.brief();
       const local =
         raft !== undefined &&
         st !== undefined &&
@@ -294,7 +294,8 @@ export class CatalogServer implements CatalogBackend {
     const raft = this.#raft;
     if (!raft) throw new NotLeaderError('');
     if (opts.consistency === 'consistent' || (opts.consistency === 'default' && !raft.hasLease())) {
-      if (raft.status().role !== 'leader') throw new NotLeaderError(raft.status().leader);
+      const { role, leader } = raft.brief();
+      if (role !== 'leader') throw new NotLeaderError(leader);
       await raft.readIndex();
     }
     let r: { index: number; result: QueryResult<N> };
@@ -311,7 +312,7 @@ export class CatalogServer implements CatalogBackend {
       if (err instanceof TooManyWaitersError) throw new RpcError('unavailable', err.message);
       throw err;
     }
-    const st = raft.status();
+    const st = raft.brief();
     return {
       index: r.index,
       result: r.result,

@@ -62,7 +62,11 @@ export function checkDatacenter(ctx: Context, datacenter: string): void {
   if (dc !== undefined && dc !== '' && dc !== datacenter) throw badRequest(`No path to datacenter "${dc}"`);
 }
 
-export function readOptions(ctx: Context, signal?: AbortSignal): ReadOptions {
+/**
+ * The read parameters of a request. A blocking read (`?index=` > 0) also gets a signal that fires
+ * when the client goes away, so a parked query stops; other reads skip that cost.
+ */
+export function readOptions(ctx: Context): ReadOptions {
   const stale = param(ctx, 'stale') !== undefined;
   const consistent = param(ctx, 'consistent') !== undefined;
   if (stale && consistent) throw badRequest('Cannot specify ?stale with ?consistent, conflicting semantics.');
@@ -93,7 +97,7 @@ export function readOptions(ctx: Context, signal?: AbortSignal): ReadOptions {
     maxStaleMs,
     minIndex,
     waitMs,
-    signal,
+    signal: minIndex > 0 ? clientGone(ctx) : undefined,
   };
 }
 

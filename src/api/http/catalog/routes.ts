@@ -10,7 +10,6 @@ import { type ApiContext, writeValue } from '../context.ts';
 import { badRequest } from '../errors.ts';
 import {
   checkDatacenter,
-  clientGone,
   filtered,
   filterParam,
   nodeMetaParam,
@@ -83,7 +82,7 @@ export function catalogRoutes(): Router {
     const { agent } = ctx.state;
     checkDatacenter(ctx, agent.datacenter);
     const filter = filterParam(ctx, NODE_FIELDS);
-    const opts = readOptions(ctx, clientGone(ctx));
+    const opts = readOptions(ctx);
     const reply = await agent.catalog.read('catalog.nodes', { nodeMeta: nodeMetaParam(ctx) }, opts);
     setReadHeaders(ctx, reply, opts.consistency);
     ctx.body = filtered(reply.result.map(presentNode), filter);
@@ -93,7 +92,7 @@ export function catalogRoutes(): Router {
     const { agent } = ctx.state;
     checkDatacenter(ctx, agent.datacenter);
     const filter = filterParam(ctx, SERVICE_NODE_FIELDS);
-    const opts = readOptions(ctx, clientGone(ctx));
+    const opts = readOptions(ctx);
     if (filter) {
       // Consul filters this endpoint on ServiceNode fields; run the filter per instance.
       const reply = await agent.catalog.read('catalog.services', { nodeMeta: nodeMetaParam(ctx) }, opts);
@@ -119,7 +118,7 @@ export function catalogRoutes(): Router {
     const { agent } = ctx.state;
     checkDatacenter(ctx, agent.datacenter);
     const filter = filterParam(ctx, SERVICE_NODE_FIELDS);
-    const opts = readOptions(ctx, clientGone(ctx));
+    const opts = readOptions(ctx);
     const tags = params(ctx, 'tag');
     const reply = await agent.catalog.read(
       'catalog.service',
@@ -137,7 +136,7 @@ export function catalogRoutes(): Router {
     const { agent } = ctx.state;
     checkDatacenter(ctx, agent.datacenter);
     const filter = filterParam(ctx, SERVICE_NODE_FIELDS);
-    const opts = readOptions(ctx, clientGone(ctx));
+    const opts = readOptions(ctx);
     const reply = await agent.catalog.read(
       'catalog.service',
       { service: ctx.params.service, connect: true },
@@ -154,7 +153,7 @@ export function catalogRoutes(): Router {
     const { agent } = ctx.state;
     checkDatacenter(ctx, agent.datacenter);
     const filter = filterParam(ctx, SERVICE_FIELDS);
-    const opts = readOptions(ctx, clientGone(ctx));
+    const opts = readOptions(ctx);
     const reply = await agent.catalog.read('catalog.node', { node: ctx.params.node }, opts);
     setReadHeaders(ctx, reply, opts.consistency);
     const r = reply.result;

@@ -11,7 +11,6 @@ import type { ApiContext } from '../context.ts';
 import { badRequest } from '../errors.ts';
 import {
   checkDatacenter,
-  clientGone,
   filtered,
   filterParam,
   nodeMetaParam,
@@ -30,7 +29,7 @@ export function healthRoutes(): Router {
     const { agent } = ctx.state;
     checkDatacenter(ctx, agent.datacenter);
     const filter = filterParam(ctx, CHECK_FIELDS);
-    const opts = readOptions(ctx, clientGone(ctx));
+    const opts = readOptions(ctx);
     const reply = await agent.catalog.read('health.node', { node: ctx.params.node }, opts);
     setReadHeaders(ctx, reply, opts.consistency);
     ctx.body = filtered(reply.result.map(presentCheck), filter);
@@ -40,7 +39,7 @@ export function healthRoutes(): Router {
     const { agent } = ctx.state;
     checkDatacenter(ctx, agent.datacenter);
     const filter = filterParam(ctx, CHECK_FIELDS);
-    const opts = readOptions(ctx, clientGone(ctx));
+    const opts = readOptions(ctx);
     const reply = await agent.catalog.read('health.checks', { service: ctx.params.service }, opts);
     setReadHeaders(ctx, reply, opts.consistency);
     ctx.body = filtered(reply.result.map(presentCheck), filter);
@@ -52,7 +51,7 @@ export function healthRoutes(): Router {
     const state = ctx.params.state;
     if (!STATES.has(state)) throw badRequest(`Invalid state "${state}"`);
     const filter = filterParam(ctx, CHECK_FIELDS);
-    const opts = readOptions(ctx, clientGone(ctx));
+    const opts = readOptions(ctx);
     const reply = await agent.catalog.read('health.state', { state: state as HealthStatus | 'any' }, opts);
     setReadHeaders(ctx, reply, opts.consistency);
     ctx.body = filtered(reply.result.map(presentCheck), filter);
@@ -62,7 +61,7 @@ export function healthRoutes(): Router {
     const { agent } = ctx.state;
     checkDatacenter(ctx, agent.datacenter);
     const filter = filterParam(ctx, SERVICE_ENTRY_FIELDS);
-    const opts = readOptions(ctx, clientGone(ctx));
+    const opts = readOptions(ctx);
     const passing = param(ctx, 'passing');
     const tags = params(ctx, 'tag');
     const reply = await agent.catalog.read(

@@ -11,7 +11,7 @@ import { readRawBody } from '../body.ts';
 import type { ApiContext } from '../context.ts';
 import { writeValue } from '../context.ts';
 import { badRequest, HttpError } from '../errors.ts';
-import { checkDatacenter, clientGone, flag, param, readOptions, setReadHeaders, uintParam } from '../read.ts';
+import { checkDatacenter, flag, param, readOptions, setReadHeaders, uintParam } from '../read.ts';
 
 /** Consul's `kv_max_value_size` default. */
 export const MAX_KV_VALUE_BYTES = 512 * 1024;
@@ -30,7 +30,7 @@ async function getKv(ctx: ApiContext): Promise<void> {
   const { agent } = ctx.state;
   checkDatacenter(ctx, agent.datacenter);
   const key = keyOf(ctx);
-  const opts = readOptions(ctx, clientGone(ctx));
+  const opts = readOptions(ctx);
   const keysOnly = param(ctx, 'keys') !== undefined;
   const recurse = param(ctx, 'recurse') !== undefined;
   const raw = param(ctx, 'raw') !== undefined;

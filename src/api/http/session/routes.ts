@@ -12,7 +12,7 @@ import { formatGoDuration } from '../../wire/duration.ts';
 import { jsonBody } from '../body.ts';
 import { type ApiContext, writeValue } from '../context.ts';
 import { badRequest, notFound } from '../errors.ts';
-import { checkDatacenter, clientGone, readOptions, setReadHeaders } from '../read.ts';
+import { checkDatacenter, readOptions, setReadHeaders } from '../read.ts';
 
 /** Consul's bounds: TTL 10 s..24 h; lock delay at most 60 s (default 15 s). */
 const MIN_TTL_MS = 10_000;
@@ -114,7 +114,7 @@ export function sessionRoutes(): Router {
     async (ctx: ApiContext) => {
       const { agent } = ctx.state;
       checkDatacenter(ctx, agent.datacenter);
-      const opts = readOptions(ctx, clientGone(ctx));
+      const opts = readOptions(ctx);
       const reply = await agent.catalog.read(name, arg(ctx) as never, opts);
       setReadHeaders(ctx, reply, opts.consistency);
       ctx.body = reply.result;

@@ -12,7 +12,7 @@ import { consulBody } from '../../wire/consul-json.ts';
 import { jsonBody } from '../body.ts';
 import { type ApiContext, writeValue } from '../context.ts';
 import { badRequest, HttpError } from '../errors.ts';
-import { checkDatacenter, clientGone, readOptions, setReadHeaders } from '../read.ts';
+import { checkDatacenter, readOptions, setReadHeaders } from '../read.ts';
 
 /** Consul's `txn_max_req_len` default. */
 export const MAX_TXN_BODY_BYTES = 512 * 1024;
@@ -75,7 +75,7 @@ export function txnRoutes(): Router {
     });
     let result: TxnResult;
     if (ops.length > 0 && ops.every((op) => READ_VERBS.has(op.KV.Verb))) {
-      const opts = readOptions(ctx, clientGone(ctx));
+      const opts = readOptions(ctx);
       const reply = await agent.catalog.read('txn.read', { ops }, { ...opts, minIndex: 0 });
       setReadHeaders(ctx, reply, opts.consistency);
       result = reply.result;
