@@ -130,7 +130,9 @@ test.serial('a blocking catalog query wakes on its service, not on another one',
   const index = Number(r.headers.get('x-consul-index'));
   const parked = fetch(`${api.url}/v1/health/service/web?index=${index}&wait=10s`);
   await register('n9', '10.0.0.9', { Service: 'cache', Port: 6379 });
-  const unrelated = Number((await fetch(`${api.url}/v1/catalog/service/cache`)).headers.get('x-consul-index'));
+  const unrelated = Number(
+    (await fetch(`${api.url}/v1/catalog/service/cache`)).headers.get('x-consul-index'),
+  );
   await register('n9', '10.0.0.9', { Service: 'web', ID: 'web-9', Port: 8080 });
   const related = Number((await fetch(`${api.url}/v1/health/service/web`)).headers.get('x-consul-index'));
   r = await parked;
