@@ -7,11 +7,12 @@
  * write + fsync loop): the ceiling for a design that fsyncs once per proposal. Group commit should
  * beat it at 64+ proposers.
  */
-import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { RaftCluster } from '../../test/support/raft-cluster.ts';
+import { rawFsyncRate } from '../support/host.ts';
 
 const { values } = parseArgs({
   options: {
@@ -23,22 +24,6 @@ const { values } = parseArgs({
 const seconds = Number(values.seconds);
 const levels = values.concurrency.split(',').map(Number);
 const size = Number(values.size);
-
-function rawFsyncRate(dir: string, ms: number): number {
-  const path = join(dir, 'fsync-probe');
-  const fd = openSync(path, 'w');
-  const block = Buffer.alloc(4096, 7);
-  let n = 0;
-  const until = performance.now() + ms;
-  while (performance.now() < until) {
-    writeSync(fd, block, 0, block.length, (n % 256) * 4096);
-    fsyncSync(fd);
-    n++;
-  }
-  closeSync(fd);
-  rmSync(path);
-  return n / (ms / 1000);
-}
 
 const root = mkdtempSync(join(tmpdir(), 'meshd-bench-raft-'));
 console.log(

@@ -5,6 +5,7 @@
  */
 
 import { z } from 'zod';
+import type { KvVerb } from './types.ts';
 
 const str = z.string();
 const strMap = z.record(z.string(), z.string());
@@ -49,21 +50,24 @@ export const CheckInputSchema = z.object({
   Definition: z.record(z.string(), z.unknown()).optional(),
 });
 
+/** Every KV verb of `/v1/kv` and `/v1/txn`. */
+export const KV_VERBS = [
+  'set',
+  'cas',
+  'delete',
+  'delete-cas',
+  'delete-tree',
+  'lock',
+  'unlock',
+  'get',
+  'get-tree',
+  'check-index',
+  'check-session',
+  'check-not-exists',
+] as const satisfies readonly KvVerb[];
+
 export const KvOpSchema = z.object({
-  Verb: z.enum([
-    'set',
-    'cas',
-    'delete',
-    'delete-cas',
-    'delete-tree',
-    'lock',
-    'unlock',
-    'get',
-    'get-tree',
-    'check-index',
-    'check-session',
-    'check-not-exists',
-  ]),
+  Verb: z.enum(KV_VERBS),
   Key: str,
   Value: str.nullable().optional(),
   Flags: z.number().int().min(0).optional(),

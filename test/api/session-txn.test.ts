@@ -113,7 +113,7 @@ test.serial('an acquire with an unknown session is a 400; a held lock makes othe
   t.is(((await r.json()) as { LockIndex: number }[])[0].LockIndex, 2);
 });
 
-test.serial('txn: atomic writes, 409 rollback, read-only txn, limits', async (t) => {
+test.serial('txn: atomic writes, 409 rollback, read-only txn', async (t) => {
   let r = await put('/v1/txn', [
     { KV: { Verb: 'set', Key: 't/a', Value: b64('1') } },
     { kv: { verb: 'set', key: 't/b', value: b64('2'), flags: 7 } },
@@ -149,21 +149,5 @@ test.serial('txn: atomic writes, 409 rollback, read-only txn, limits', async (t)
   t.is(body.Results.length, 3);
   t.is((body.Results[0].KV as unknown as { Value: string }).Value, b64('1'));
 
-  const many = Array.from({ length: 129 }, (_, i) => ({ KV: { Verb: 'set', Key: `m/${i}` } }));
-  r = await put('/v1/txn', many);
-  t.is(r.status, 413);
-  r = await put('/v1/txn', [{ KV: { Verb: 'explode', Key: 'x' } }]);
-  t.is(r.status, 400);
-  t.regex(await r.text(), /verb/);
-  r = await put('/v1/txn', [{ KV: { Verb: 'set', Key: 'x', Value: '***' } }]);
-  t.is(r.status, 400);
-  r = await put('/v1/txn', [{ Node: { Verb: 'set' } }]);
-  t.is(r.status, 400);
-  t.regex(await r.text(), /not supported/);
-  r = await put('/v1/txn', { KV: {} });
-  t.is(r.status, 400);
-  r = await put('/v1/txn', 'not json');
-  t.is(r.status, 400);
-  r = await put('/v1/txn', Buffer.alloc(600 * 1024, 0x20).toString());
-  t.is(r.status, 413);
+  // Limits and malformed transactions: test/api/http-session-txn.test.ts.
 });

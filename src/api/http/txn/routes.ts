@@ -6,6 +6,7 @@
 
 import Router from '@koa/router';
 import { z } from 'zod';
+import { KV_VERBS } from '../../../catalog/command-schema.ts';
 import { MAX_TXN_OPS } from '../../../catalog/state.ts';
 import type { KvOp, TxnResult } from '../../../catalog/types.ts';
 import { consulBody } from '../../wire/consul-json.ts';
@@ -18,23 +19,9 @@ import { checkDatacenter, readOptions, setReadHeaders } from '../read.ts';
 export const MAX_TXN_BODY_BYTES = 512 * 1024;
 
 const READ_VERBS = new Set(['get', 'get-tree', 'check-index', 'check-session', 'check-not-exists']);
-const VERBS = [
-  'set',
-  'cas',
-  'delete',
-  'delete-cas',
-  'delete-tree',
-  'lock',
-  'unlock',
-  'get',
-  'get-tree',
-  'check-index',
-  'check-session',
-  'check-not-exists',
-] as const;
 
 const KvOpBody = z.object({
-  Verb: z.enum(VERBS, { error: (i) => `unknown KV verb ${JSON.stringify(i.input)}` }),
+  Verb: z.enum(KV_VERBS, { error: (i) => `unknown KV verb ${JSON.stringify(i.input)}` }),
   Key: z.string(),
   Value: z.string().base64({ error: 'Value must be base64' }).nullable().optional(),
   Flags: z.number().int().min(0).optional(),
