@@ -168,7 +168,7 @@ export class Agent {
       .then((reply) => {
         if (!reply.result.ok) throw new Error(reply.result.error);
         this.#registered = true;
-        this.logger.info({ node: c.nodeName, index: reply.index }, 'node registered in the catalog');
+        this.logger.info({ index: reply.index }, 'node registered in the catalog');
       })
       .catch((err: unknown) => {
         if (this.#stopping) return;

@@ -85,7 +85,6 @@ export async function runAgent(argv: string[]): Promise<number> {
   logger.info(
     {
       version: VERSION,
-      node: config.nodeName,
       nodeId: agent.nodeId,
       datacenter: config.datacenter,
       server: config.server,

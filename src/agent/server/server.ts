@@ -531,7 +531,7 @@ export class CatalogServer implements CatalogBackend {
     this.#duties = new LeaderDuties({
       server: this,
       raft,
-      logger: this.#log,
+      logger: this.#init.logger,
       now: this.#now,
       autopilot: this.#init.autopilot,
     });
