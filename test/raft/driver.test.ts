@@ -9,6 +9,7 @@ import { GrpcTransport } from '../../src/raft/grpc-transport.ts';
 import { encodeKvCommand, type KvResult, KvStateMachine } from '../../src/raft/kv-fsm.ts';
 import { LevelRaftStorage } from '../../src/raft/level-storage.ts';
 import type { Configuration } from '../../src/raft/types.ts';
+import { freePort } from '../support/agent-process.ts';
 import { waitFor } from '../support/raft-cluster.ts';
 
 interface Member {
@@ -22,7 +23,8 @@ interface Member {
 class InProcessCluster {
   readonly members: Member[] = [];
   private readonly root: string;
-  private readonly port = 40_000 + Math.floor(Math.random() * 10_000);
+  /** Server n's port on 127.0.0.n, picked free by the kernel (a random fixed range collided). */
+  private readonly ports = new Map<number, number>();
 
   private constructor(root: string) {
     this.root = root;
@@ -30,6 +32,7 @@ class InProcessCluster {
 
   static async start(size: number): Promise<InProcessCluster> {
     const c = new InProcessCluster(await mkdtemp(join(tmpdir(), 'meshd-driver-')));
+    for (let n = 1; n <= size; n++) await c.reservePort(n);
     const config: Configuration = {
       servers: Array.from({ length: size }, (_, i) => ({
         id: `d${i + 1}`,
@@ -41,12 +44,17 @@ class InProcessCluster {
     return c;
   }
 
+  private async reservePort(n: number): Promise<void> {
+    if (!this.ports.has(n)) this.ports.set(n, await freePort(`127.0.0.${n}`));
+  }
+
   addr(n: number): string {
-    return `127.0.0.${n}:${this.port}`;
+    return `127.0.0.${n}:${this.ports.get(n)}`;
   }
 
   /** Starts server n; with no bootstrap it starts empty and waits to be added by the leader. */
   async add(n: number, bootstrap?: Configuration): Promise<Member> {
+    await this.reservePort(n);
     const logger = silentLogger();
     const fsm = new KvStateMachine();
     const node = await RaftNode.start<KvResult>({
