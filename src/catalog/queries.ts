@@ -8,7 +8,7 @@
  */
 
 import { kvKeyWatch, kvPrefixWatch } from './kv.ts';
-import { type CatalogState, kvWire } from './state.ts';
+import { type CatalogState, kvReadOp, kvWire } from './state.ts';
 import type { HealthStatus, KvOp, KvWireEntry, TxnResult } from './types.ts';
 import type { QueryRun } from './watch.ts';
 
@@ -45,35 +45,7 @@ export const catalogQueries = {
   'txn.read': (s: CatalogState, a: { ops: { KV: KvOp }[] }): QueryRun<TxnResult> => {
     const results: { KV: KvWireEntry }[] = [];
     for (let i = 0; i < a.ops.length; i++) {
-      const op = a.ops[i].KV;
-      const e = s.kv.get(op.Key);
-      let what: string | undefined;
-      switch (op.Verb) {
-        case 'get':
-          if (e) results.push({ KV: kvWire(e) });
-          else what = `key "${op.Key}" doesn't exist`;
-          break;
-        case 'get-tree':
-          for (const row of s.kv.list(op.Key)) results.push({ KV: kvWire(row) });
-          break;
-        case 'check-index':
-          if (!e) what = `key "${op.Key}" doesn't exist`;
-          else if (e.ModifyIndex !== op.Index)
-            what = `failed index check for key "${op.Key}", current modify index ${e.ModifyIndex} != ${op.Index ?? 0}`;
-          else results.push({ KV: kvWire(e, false) });
-          break;
-        case 'check-session':
-          if (!e) what = `key "${op.Key}" doesn't exist`;
-          else if ((e.Session ?? '') !== (op.Session ?? ''))
-            what = `failed session check for key "${op.Key}", current session "${e.Session ?? ''}" != "${op.Session ?? ''}"`;
-          else results.push({ KV: kvWire(e, false) });
-          break;
-        case 'check-not-exists':
-          if (e) what = `key "${op.Key}" exists`;
-          break;
-        default:
-          what = `"${op.Verb}" is not a read operation`;
-      }
+      const what = kvReadOp(s.kv, a.ops[i].KV, results);
       if (what !== undefined) {
         return {
           index: s.kv.tableIndex,

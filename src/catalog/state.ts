@@ -64,6 +64,55 @@ function refuse(error: string, status?: number): CommandResult {
   return status === undefined ? { ok: false, error } : { ok: false, error, status };
 }
 
+const KV_READ_VERBS: ReadonlySet<string> = new Set([
+  'get',
+  'get-tree',
+  'check-index',
+  'check-session',
+  'check-not-exists',
+]);
+
+/** Whether a txn op only reads (a transaction of reads alone is served without Raft). */
+export function isKvReadVerb(verb: string): boolean {
+  return KV_READ_VERBS.has(verb);
+}
+
+/**
+ * One read op of a transaction against `kv` (Consul's txn.go texts): pushes its results, or
+ * returns why it failed. The caller has checked {@link isKvReadVerb}.
+ */
+export function kvReadOp(kv: KvTable, op: KvOp, results: { KV: KvWireEntry }[]): string | undefined {
+  const key = op.Key;
+  const e = kv.get(key);
+  switch (op.Verb) {
+    case 'get':
+      if (!e) return `key "${key}" doesn't exist`;
+      results.push({ KV: kvWire(e) });
+      return undefined;
+    case 'get-tree':
+      for (const row of kv.list(key)) results.push({ KV: kvWire(row) });
+      return undefined;
+    case 'check-index':
+      if (!e) return `key "${key}" doesn't exist`;
+      if (e.ModifyIndex !== op.Index) {
+        return `failed index check for key "${key}", current modify index ${e.ModifyIndex} != ${op.Index ?? 0}`;
+      }
+      results.push({ KV: kvWire(e, false) });
+      return undefined;
+    case 'check-session':
+      if (!e) return `key "${key}" doesn't exist`;
+      if ((e.Session ?? '') !== (op.Session ?? '')) {
+        return `failed session check for key "${key}", current session "${e.Session ?? ''}" != "${op.Session ?? ''}"`;
+      }
+      results.push({ KV: kvWire(e, false) });
+      return undefined;
+    case 'check-not-exists':
+      return e ? `key "${key}" exists` : undefined;
+    default:
+      return `"${op.Verb}" is not a read operation`;
+  }
+}
+
 /** Why a txn op failed: collected as Consul's `TxnError`s. */
 class TxnOpError extends Error {}
 
@@ -225,41 +274,12 @@ export class CatalogState {
   /** One txn op, with Consul's error texts (agent/consul/state/txn.go). */
   #txnOp(index: number, op: KvOp, now: number, results: { KV: KvWireEntry }[]): void {
     const key = op.Key;
+    if (isKvReadVerb(op.Verb)) {
+      const what = kvReadOp(this.kv, op, results);
+      if (what !== undefined) throw new TxnOpError(what);
+      return;
+    }
     switch (op.Verb) {
-      case 'get': {
-        const e = this.kv.get(key);
-        if (!e) throw new TxnOpError(`key "${key}" doesn't exist`);
-        results.push({ KV: kvWire(e) });
-        return;
-      }
-      case 'get-tree':
-        for (const e of this.kv.list(key)) results.push({ KV: kvWire(e) });
-        return;
-      case 'check-index': {
-        const e = this.kv.get(key);
-        if (!e) throw new TxnOpError(`key "${key}" doesn't exist`);
-        if (e.ModifyIndex !== op.Index) {
-          throw new TxnOpError(
-            `failed index check for key "${key}", current modify index ${e.ModifyIndex} != ${op.Index ?? 0}`,
-          );
-        }
-        results.push({ KV: kvWire(e, false) });
-        return;
-      }
-      case 'check-session': {
-        const e = this.kv.get(key);
-        if (!e) throw new TxnOpError(`key "${key}" doesn't exist`);
-        if ((e.Session ?? '') !== (op.Session ?? '')) {
-          throw new TxnOpError(
-            `failed session check for key "${key}", current session "${e.Session ?? ''}" != "${op.Session ?? ''}"`,
-          );
-        }
-        results.push({ KV: kvWire(e, false) });
-        return;
-      }
-      case 'check-not-exists':
-        if (this.kv.get(key)) throw new TxnOpError(`key "${key}" exists`);
-        return;
       default: {
         const { ok } = this.#kvWrite(index, op, now);
         if (!ok) {

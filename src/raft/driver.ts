@@ -16,7 +16,7 @@ import {
   TransferInProgressError,
 } from './errors.ts';
 import type { StateMachine } from './fsm.ts';
-import type { RaftStorage } from './storage.ts';
+import type { PersistedState, RaftStorage } from './storage.ts';
 import type { RaftTransport } from './transport.ts';
 import {
   type Configuration,
@@ -37,6 +37,8 @@ export interface RaftNodeInit<Result> {
   transport: RaftTransport;
   fsm: StateMachine<Result>;
   logger: Logger;
+  /** What `storage.load()` returned, when the caller already loaded it (saves reading the log twice). */
+  persisted?: PersistedState;
   /** A new cluster's first configuration; ignored when the store already holds state. */
   bootstrap?: Configuration;
   /** Milliseconds per core tick. @default 100 (heartbeats every 100 ms, elections after 1-2 s) */
@@ -159,7 +161,7 @@ export class RaftNode<Result = unknown> extends EventTarget {
 
   /** Loads the store, restores the FSM from its snapshot, and starts ticking, listening and replicating. */
   static async start<R>(init: RaftNodeInit<R>): Promise<RaftNode<R>> {
-    let persisted = await init.storage.load();
+    let persisted = init.persisted ?? (await init.storage.load());
     const empty = persisted.hardState.term === 0 && persisted.entries.length === 0 && !persisted.snapshot;
     if (empty && init.bootstrap) {
       if (!findServer(init.bootstrap, init.id)) {

@@ -10,6 +10,7 @@
  */
 
 import type { Logger } from 'pino';
+import { formatGoDuration, parseGoDuration } from '../../api/wire/duration.ts';
 import type { CatalogCommand, CommandResult, SessionRow } from '../../catalog/types.ts';
 import type { RaftNode } from '../../raft/driver.ts';
 import type { AutopilotHealthReply, AutopilotServerHealth } from '../backend.ts';
@@ -21,28 +22,14 @@ const DUTY_INTERVAL_MS = 1_000;
 /** Consul's `LastContactThreshold` default: a server silent for longer is unhealthy. */
 const LAST_CONTACT_THRESHOLD_MS = 200;
 
-/** A Go duration string for a non-negative number of ms ("0s", "12ms", "1.5s"). */
-function goDuration(ms: number): string {
-  if (ms <= 0) return '0s';
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  return `${Number((ms / 1000).toFixed(3))}s`;
-}
-
-/** Parses the TTL strings sessions carry ("10s", "1m", "1.5h"); 0 for ''. */
+/** A session's TTL string ("10s", "1.5m") in ms; 0 for '' or anything unparsable (no timer). */
 export function sessionTtlMs(ttl: string): number {
   if (ttl === '') return 0;
-  const m = /^(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)$/.exec(ttl);
-  if (!m) return 0;
-  const unit: Record<string, number> = {
-    ns: 1e-6,
-    us: 1e-3,
-    µs: 1e-3,
-    ms: 1,
-    s: 1000,
-    m: 60_000,
-    h: 3_600_000,
-  };
-  return Number(m[1]) * unit[m[2]];
+  try {
+    return parseGoDuration(ttl);
+  } catch {
+    return 0;
+  }
 }
 
 export interface LeaderDutiesInit {
@@ -110,7 +97,7 @@ export class LeaderDuties {
         SerfStatus: healthy ? 'alive' : 'failed',
         Version: '',
         Leader: self,
-        LastContact: goDuration(lastContactMs),
+        LastContact: formatGoDuration(Math.max(0, Math.round(lastContactMs))),
         LastTerm: st.term,
         LastIndex: self ? st.lastIndex : (pr?.match ?? 0),
         Healthy: healthy,

@@ -28,7 +28,7 @@ import {
 import { GrpcTransport } from '../../raft/grpc-transport.ts';
 import { LevelRaftStorage } from '../../raft/level-storage.ts';
 import { MemoryRaftStorage } from '../../raft/memory-storage.ts';
-import type { RaftStorage } from '../../raft/storage.ts';
+import type { PersistedState, RaftStorage } from '../../raft/storage.ts';
 import type { Configuration } from '../../raft/types.ts';
 import type {
   AutopilotHealthReply,
@@ -142,7 +142,7 @@ export class CatalogServer implements CatalogBackend {
           !hasState && init.bootstrap
             ? { servers: [{ id: init.nodeId, address: server.#address, suffrage: 'voter' }] }
             : undefined;
-        await server.#startRaft(bootstrap);
+        await server.#startRaft(bootstrap, persisted);
       } else {
         server.#startDiscovery();
       }
@@ -515,9 +515,10 @@ export class CatalogServer implements CatalogBackend {
     this.names.set(s.id, s.name);
   }
 
-  async #startRaft(bootstrap: Configuration | undefined): Promise<void> {
+  async #startRaft(bootstrap: Configuration | undefined, persisted?: PersistedState): Promise<void> {
     if (this.#raft) return;
     const raft = await RaftNode.start<CommandResult>({
+      persisted,
       id: this.#init.nodeId,
       address: this.address,
       storage: this.#storage,

@@ -7,8 +7,10 @@
 
 import type { Context } from 'koa';
 import type { Consistency, ReadOptions, ReadReply } from '../../agent/backend.ts';
+import type { QueryArgs, QueryName, QueryResult } from '../../catalog/queries.ts';
 import { type CompiledFilter, compileFilter, type FieldSpec } from '../filter/index.ts';
 import { parseGoDuration } from '../wire/duration.ts';
+import type { ApiContext } from './context.ts';
 import { badRequest } from './errors.ts';
 
 /** Consul's defaults: a blocking query waits 5 minutes unless told, and never more than 10. */
@@ -135,4 +137,21 @@ export function filterParam(ctx: Context, fields: FieldSpec): CompiledFilter | u
 /** The rows a compiled filter keeps (all of them without one). */
 export function filtered<T>(rows: T[], filter: CompiledFilter | undefined): T[] {
   return filter ? rows.filter((row) => filter.matches(row)) : rows;
+}
+
+/**
+ * A catalog read as every read route makes it: `?dc` checked, the read run with the request's
+ * consistency and blocking parameters, Consul's headers set. Returns the query's result.
+ */
+export async function blockingRead<N extends QueryName>(
+  ctx: ApiContext,
+  name: N,
+  args: QueryArgs<N>,
+): Promise<QueryResult<N>> {
+  const { agent } = ctx.state;
+  checkDatacenter(ctx, agent.datacenter);
+  const opts = readOptions(ctx);
+  const reply = await agent.catalog.read(name, args, opts);
+  setReadHeaders(ctx, reply, opts.consistency);
+  return reply.result;
 }

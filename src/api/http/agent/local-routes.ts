@@ -43,6 +43,7 @@ import { applyFilter } from '../../filter/index.ts';
 import { consulObject } from '../../wire/consul-json.ts';
 import { jsonBody } from '../body.ts';
 import { CHECK_FIELDS, SERVICE_FIELDS } from '../catalog/filter-fields.ts';
+import { presentCheck } from '../catalog/present.ts';
 import type { AgentApi, ApiContext, LocalAgentApi } from '../context.ts';
 import { badRequest, HttpError, notFound } from '../errors.ts';
 import { clientGone, filtered, filterParam, flag, param, readOptions } from '../read.ts';
@@ -68,25 +69,13 @@ function presentService(v: LocalServiceView, datacenter: string) {
   };
 }
 
-function presentCheck(v: LocalCheckView, node: string) {
-  const c = v.check;
+/** A check as `/v1/agent/checks` shows it: the catalog's shape plus the agent's own fields. */
+function presentLocalCheck(v: LocalCheckView, node: string) {
   return {
-    Node: node,
-    CheckID: c.CheckID,
-    Name: c.Name,
-    Status: c.Status,
-    Notes: c.Notes,
-    Output: c.Output,
-    ServiceID: c.ServiceID,
-    ServiceName: c.ServiceName,
-    ServiceTags: c.ServiceTags,
-    Type: c.Type,
+    ...presentCheck({ ...v.check, Node: node, CreateIndex: 0, ModifyIndex: 0 }),
     Interval: v.Interval,
     Timeout: v.Timeout,
     ExposedPort: 0,
-    Definition: c.Definition,
-    CreateIndex: 0,
-    ModifyIndex: 0,
   };
 }
 
@@ -345,7 +334,7 @@ export function agentLocalRoutes(): Router {
     const { agent } = ctx.state;
     const local = localOf(ctx);
     const rows = filtered(
-      local.state.checks().map((v) => presentCheck(v, agent.nodeName)),
+      local.state.checks().map((v) => presentLocalCheck(v, agent.nodeName)),
       filterParam(ctx, CHECK_FIELDS),
     );
     ctx.body = Object.fromEntries(rows.map((c) => [c.CheckID, c]));

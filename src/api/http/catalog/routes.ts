@@ -9,6 +9,7 @@ import { jsonBody } from '../body.ts';
 import { type ApiContext, writeValue } from '../context.ts';
 import { badRequest } from '../errors.ts';
 import {
+  blockingRead,
   checkDatacenter,
   filtered,
   filterParam,
@@ -79,13 +80,9 @@ export function catalogRoutes(): Router {
   });
 
   router.get('/v1/catalog/nodes', async (ctx: ApiContext) => {
-    const { agent } = ctx.state;
-    checkDatacenter(ctx, agent.datacenter);
     const filter = filterParam(ctx, NODE_FIELDS);
-    const opts = readOptions(ctx);
-    const reply = await agent.catalog.read('catalog.nodes', { nodeMeta: nodeMetaParam(ctx) }, opts);
-    setReadHeaders(ctx, reply, opts.consistency);
-    ctx.body = filtered(reply.result.map(presentNode), filter);
+    const nodes = await blockingRead(ctx, 'catalog.nodes', { nodeMeta: nodeMetaParam(ctx) });
+    ctx.body = filtered(nodes.map(presentNode), filter);
   });
 
   router.get('/v1/catalog/services', async (ctx: ApiContext) => {
@@ -109,54 +106,38 @@ export function catalogRoutes(): Router {
       ctx.body = out;
       return;
     }
-    const reply = await agent.catalog.read('catalog.services', { nodeMeta: nodeMetaParam(ctx) }, opts);
-    setReadHeaders(ctx, reply, opts.consistency);
-    ctx.body = reply.result;
+    ctx.body = await blockingRead(ctx, 'catalog.services', { nodeMeta: nodeMetaParam(ctx) });
   });
 
   router.get('/v1/catalog/service/:service', async (ctx: ApiContext) => {
-    const { agent } = ctx.state;
-    checkDatacenter(ctx, agent.datacenter);
     const filter = filterParam(ctx, SERVICE_NODE_FIELDS);
-    const opts = readOptions(ctx);
     const tags = params(ctx, 'tag');
-    const reply = await agent.catalog.read(
-      'catalog.service',
-      { service: ctx.params.service, ...(tags.length ? { tags } : {}), nodeMeta: nodeMetaParam(ctx) },
-      opts,
-    );
-    setReadHeaders(ctx, reply, opts.consistency);
+    const instances = await blockingRead(ctx, 'catalog.service', {
+      service: ctx.params.service,
+      ...(tags.length ? { tags } : {}),
+      nodeMeta: nodeMetaParam(ctx),
+    });
     ctx.body = filtered(
-      reply.result.map((r) => presentServiceNode(r.node, r.service)),
+      instances.map((r) => presentServiceNode(r.node, r.service)),
       filter,
     );
   });
 
   router.get('/v1/connect/catalog/service/:service', async (ctx: ApiContext) => {
-    const { agent } = ctx.state;
-    checkDatacenter(ctx, agent.datacenter);
     const filter = filterParam(ctx, SERVICE_NODE_FIELDS);
-    const opts = readOptions(ctx);
-    const reply = await agent.catalog.read(
-      'catalog.service',
-      { service: ctx.params.service, connect: true },
-      opts,
-    );
-    setReadHeaders(ctx, reply, opts.consistency);
+    const instances = await blockingRead(ctx, 'catalog.service', {
+      service: ctx.params.service,
+      connect: true,
+    });
     ctx.body = filtered(
-      reply.result.map((r) => presentServiceNode(r.node, r.service)),
+      instances.map((r) => presentServiceNode(r.node, r.service)),
       filter,
     );
   });
 
   const nodeRoute = (shape: 'map' | 'list') => async (ctx: ApiContext) => {
-    const { agent } = ctx.state;
-    checkDatacenter(ctx, agent.datacenter);
     const filter = filterParam(ctx, SERVICE_FIELDS);
-    const opts = readOptions(ctx);
-    const reply = await agent.catalog.read('catalog.node', { node: ctx.params.node }, opts);
-    setReadHeaders(ctx, reply, opts.consistency);
-    const r = reply.result;
+    const r = await blockingRead(ctx, 'catalog.node', { node: ctx.params.node });
     if (r === null) {
       if (shape === 'list') ctx.status = 404;
       ctx.body = shape === 'map' ? 'null' : '';

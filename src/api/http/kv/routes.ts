@@ -101,7 +101,7 @@ async function deleteKv(ctx: ApiContext): Promise<void> {
   const { agent } = ctx.state;
   checkDatacenter(ctx, agent.datacenter);
   const key = keyOf(ctx);
-  const recurse = flag(ctx, 'recurse') || param(ctx, 'recurse') === '';
+  const recurse = flag(ctx, 'recurse');
   const cas = uintParam(ctx, 'cas', 'cas index');
   if (key === '' && !recurse) throw badRequest('Missing key name');
   let op: KvOp;

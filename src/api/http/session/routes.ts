@@ -12,7 +12,7 @@ import { formatGoDuration } from '../../wire/duration.ts';
 import { jsonBody } from '../body.ts';
 import { type ApiContext, writeValue } from '../context.ts';
 import { badRequest, notFound } from '../errors.ts';
-import { checkDatacenter, readOptions, setReadHeaders } from '../read.ts';
+import { blockingRead, checkDatacenter } from '../read.ts';
 
 /** Consul's bounds: TTL 10 s..24 h; lock delay at most 60 s (default 15 s). */
 const MIN_TTL_MS = 10_000;
@@ -112,12 +112,7 @@ export function sessionRoutes(): Router {
       arg: (ctx: ApiContext) => Record<string, string>,
     ) =>
     async (ctx: ApiContext) => {
-      const { agent } = ctx.state;
-      checkDatacenter(ctx, agent.datacenter);
-      const opts = readOptions(ctx);
-      const reply = await agent.catalog.read(name, arg(ctx) as never, opts);
-      setReadHeaders(ctx, reply, opts.consistency);
-      ctx.body = reply.result;
+      ctx.body = await blockingRead(ctx, name, arg(ctx) as never);
     };
   router.get(
     '/v1/session/info/:id',

@@ -7,7 +7,7 @@
 import Router from '@koa/router';
 import { z } from 'zod';
 import { KV_VERBS } from '../../../catalog/command-schema.ts';
-import { MAX_TXN_OPS } from '../../../catalog/state.ts';
+import { isKvReadVerb, MAX_TXN_OPS } from '../../../catalog/state.ts';
 import type { KvOp, TxnResult } from '../../../catalog/types.ts';
 import { consulBody } from '../../wire/consul-json.ts';
 import { jsonBody } from '../body.ts';
@@ -17,8 +17,6 @@ import { checkDatacenter, readOptions, setReadHeaders } from '../read.ts';
 
 /** Consul's `txn_max_req_len` default. */
 export const MAX_TXN_BODY_BYTES = 512 * 1024;
-
-const READ_VERBS = new Set(['get', 'get-tree', 'check-index', 'check-session', 'check-not-exists']);
 
 const KvOpBody = z.object({
   Verb: z.enum(KV_VERBS, { error: (i) => `unknown KV verb ${JSON.stringify(i.input)}` }),
@@ -61,7 +59,7 @@ export function txnRoutes(): Router {
       return { KV: Value === null || Value === undefined ? rest : { ...rest, Value } };
     });
     let result: TxnResult;
-    if (ops.length > 0 && ops.every((op) => READ_VERBS.has(op.KV.Verb))) {
+    if (ops.length > 0 && ops.every((op) => isKvReadVerb(op.KV.Verb))) {
       const opts = readOptions(ctx);
       const reply = await agent.catalog.read('txn.read', { ops }, { ...opts, minIndex: 0 });
       setReadHeaders(ctx, reply, opts.consistency);
