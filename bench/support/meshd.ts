@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import {
   type AgentProcess,
-  freePort,
+  freePorts,
   startAgent,
   waitFor,
   waitLeader,
@@ -31,11 +31,13 @@ export interface MeshdServer {
 export async function startMeshdServers(hosts: string[], root: string): Promise<MeshdServer[]> {
   const specs = [];
   for (const [i, host] of hosts.entries()) {
+    const [httpPort, serverPort, serfPort] = await freePorts(3, host);
     specs.push({
       name: `s${i + 1}`,
       host,
-      httpPort: await freePort(host),
-      serverPort: await freePort(host),
+      httpPort,
+      serverPort,
+      serfPort,
       dir: join(root, `meshd-s${i + 1}`),
     });
   }
@@ -46,11 +48,12 @@ export async function startMeshdServers(hosts: string[], root: string): Promise<
         ? ['-bootstrap']
         : [
             `-bootstrap-expect=${specs.length}`,
-            ...specs.filter((o) => o !== s).map((o) => `-retry-join=${o.host}:${o.serverPort}`),
+            '-retry-interval=1s',
+            ...specs.filter((o) => o !== s).map((o) => `-retry-join=${o.host}:${o.serfPort}`),
           ];
     const proc = await startAgent(
       ['-server', `-data-dir=${s.dir}`, `-node=${s.name}`, '-log-level=warn', ...bootstrap],
-      { host: s.host, httpPort: s.httpPort, serverPort: s.serverPort },
+      { host: s.host, httpPort: s.httpPort, serverPort: s.serverPort, serfPort: s.serfPort },
     );
     trackChild(proc.child);
     servers.push({

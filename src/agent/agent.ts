@@ -1,19 +1,28 @@
 /**
- * The agent daemon's lifecycle: data dir lock and node ID, the server role (or, on a client, the
- * RPC path to the servers), the HTTP API, and registering its own node in the catalog. Stopping
- * reverses it; a restarted agent resumes from its data dir.
+ * The agent daemon's lifecycle: data dir lock and node ID, gossip membership, the server role (or,
+ * on a client, the RPC path to the servers gossip finds), the HTTP API, and registering its own
+ * node in the catalog. Stopping reverses it; a restarted agent resumes from its data dir.
+ *
+ * Joining: `-join` (start_join) must succeed for the agent to start, as in Consul; `-retry-join`
+ * keeps trying every `retry_interval` in the background. Both name gossip addresses, with this
+ * agent's gossip port as the default port.
  */
 
 import type { Logger } from 'pino';
 import type { CatalogBackend } from './backend.ts';
 import type { ResolvedConfig } from './config/load.ts';
 import { lockDataDir, resolveNodeId, writePidFile } from './data-dir.ts';
+import type { Member } from './gossip/core/types.ts';
+import { Membership } from './gossip/membership.ts';
+import { PeerSnapshotWriter, readPeerSnapshot } from './gossip/peer-snapshot.ts';
+import { agentTags, asServer } from './gossip/tags.ts';
+import { UserEvents } from './gossip/user-events.ts';
 import { LocalAgent } from './local/local-agent.ts';
 import { RemoteCatalog } from './remote-catalog.ts';
 import { RpcClient } from './rpc/client.ts';
 import { CatalogServer } from './server/server.ts';
 
-/** Consul's server RPC port, assumed when a join address names none. */
+/** Consul's server RPC port, assumed when an address names none. */
 const DEFAULT_SERVER_PORT = 8300;
 
 /** "host", "host:port", "[v6]:port" → "host:port" with the server port as default. */
@@ -39,8 +48,20 @@ export class Agent {
   /** The agent's own services and checks, metrics, leave and reload (`/v1/agent/*`). */
   readonly local: LocalAgent;
   readonly startedAt = Date.now();
+  /** Gossip membership: who is in the cluster, and how failures and events spread. */
+  readonly membership: Membership;
+  readonly events: UserEvents;
+  /** What `/v1/agent/members|join|force-leave` and `/v1/event/*` use. */
+  readonly gossip: {
+    members(): Member[];
+    join(addrs: string[]): Promise<number>;
+    forceLeave(name: string, prune: boolean): boolean;
+    readonly left: boolean;
+    readonly events: UserEvents;
+  };
   readonly #cleanups: (() => Promise<void>)[];
   readonly #rpc: RpcClient | undefined;
+  readonly #joinAbort = new AbortController();
   #stopping: Promise<void> | undefined;
   #registered = false;
   #registerTimer: NodeJS.Timeout | undefined;
@@ -51,6 +72,7 @@ export class Agent {
     catalog: CatalogBackend,
     server: CatalogServer | undefined,
     rpc: RpcClient | undefined,
+    membership: Membership,
     cleanups: (() => Promise<void>)[],
   ) {
     this.config = init.config;
@@ -59,6 +81,7 @@ export class Agent {
     this.catalog = catalog;
     this.server = server;
     this.#rpc = rpc;
+    this.membership = membership;
     this.#cleanups = cleanups;
     this.local = new LocalAgent({
       config: init.config,
@@ -69,6 +92,39 @@ export class Agent {
       reloadConfig: init.reloadConfig,
       leave: (opts) => this.leave(opts),
     });
+    const topic = eventsTopic(init.config.datacenter);
+    this.events = new UserEvents(
+      {
+        nodeName: () => init.config.nodeName,
+        services: () =>
+          this.local.state.services().map((v) => ({ name: v.service.Service, tags: v.service.Tags })),
+      },
+      (bytes) => membership.publish(topic, bytes),
+    );
+    membership.onTopic(topic, (bytes) => this.events.receive(bytes));
+    const events = this.events;
+    const serfLan = init.config.ports.serfLan;
+    this.gossip = {
+      members: () => membership.members(),
+      join: (addrs) => membership.join(addrs, serfLan),
+      forceLeave: (name, prune) => membership.forceLeave(name, prune),
+      get left() {
+        return membership.left;
+      },
+      events,
+    };
+  }
+
+  /** Server RPC addresses gossip knows for this datacenter, alive ones first. */
+  servers(): string[] {
+    const dc = this.config.datacenter;
+    const rank = (m: Member) => (m.status === 'alive' ? 0 : m.status === 'suspect' ? 1 : 2);
+    return this.membership
+      .members()
+      .filter((m) => m.status !== 'left' && m.status !== 'failed')
+      .sort((a, b) => rank(a) - rank(b))
+      .map((m) => asServer(m, dc)?.rpcAddr)
+      .filter((a): a is string => a !== undefined);
   }
 
   static async start(init: AgentInit): Promise<Agent> {
@@ -82,9 +138,50 @@ export class Agent {
       if (dataDir) cleanups.push(await lockDataDir(dataDir));
       const nodeId = await resolveNodeId(dataDir, config.nodeId);
       if (config.pidFile) cleanups.push(await writePidFile(config.pidFile));
-      const joins = [...config.retryJoin, ...config.startJoin].map((a) =>
-        serverAddress(a, config.ports.server),
+      const membership = await Membership.start(
+        {
+          nodeName: config.nodeName,
+          nodeId,
+          datacenter: config.datacenter,
+          bind: config.bindAddr,
+          advertise: config.advertiseAddr,
+          port: config.ports.serfLan,
+          encrypt: config.encrypt,
+          dataDir,
+          tags: agentTags({
+            nodeId,
+            datacenter: config.datacenter,
+            server: config.server,
+            bootstrap: config.bootstrap,
+            bootstrapExpect: config.bootstrapExpect,
+            serverPort: config.ports.server,
+          }),
+          profile: config.gossip.profile,
+          overrides: {
+            ...(config.gossip.gossipNodes !== undefined && { gossipNodes: config.gossip.gossipNodes }),
+            ...(config.gossip.gossipIntervalMs !== undefined && {
+              gossipIntervalMs: config.gossip.gossipIntervalMs,
+            }),
+            ...(config.gossip.probeIntervalMs !== undefined && {
+              probeIntervalMs: config.gossip.probeIntervalMs,
+            }),
+            ...(config.gossip.probeTimeoutMs !== undefined && {
+              probeTimeoutMs: config.gossip.probeTimeoutMs,
+            }),
+            ...(config.gossip.retransmitMult !== undefined && {
+              retransmitMult: config.gossip.retransmitMult,
+            }),
+            ...(config.gossip.suspicionMult !== undefined && { suspicionMult: config.gossip.suspicionMult }),
+            reconnectTimeoutMs: config.reconnectTimeoutMs,
+          },
+          logger,
+        },
+        [eventsTopic(config.datacenter)],
       );
+      cleanups.push(() => membership.stop());
+      if (dataDir) cleanups.push(await keepPeerSnapshot(membership, dataDir, config, logger));
+      let agentRef: Agent | undefined;
+      const servers = (): string[] => agentRef?.servers() ?? [];
 
       let server: CatalogServer | undefined;
       let rpc: RpcClient | undefined;
@@ -100,7 +197,8 @@ export class Agent {
           dataDir,
           bootstrap: config.bootstrap || config.devMode,
           bootstrapExpect: config.bootstrapExpect,
-          join: joins,
+          join: servers,
+          members: membership,
           retryIntervalMs: config.retryIntervalMs,
           autopilot: {
             cleanupDeadServers: config.autopilot.cleanupDeadServers,
@@ -113,14 +211,24 @@ export class Agent {
         cleanups.push(() => s.stop());
         catalog = server;
       } else {
-        if (joins.length === 0)
-          logger.warn('client agent without -retry-join: it knows no server to talk to');
+        if (config.retryJoin.length === 0 && config.startJoin.length === 0)
+          logger.warn('client agent without -join or -retry-join: it finds servers only once joined');
         const client = new RpcClient();
         rpc = client;
         cleanups.push(async () => client.close());
-        catalog = new RemoteCatalog(client, () => joins, logger);
+        catalog = new RemoteCatalog(client, servers, logger);
       }
-      const agent = new Agent(init, nodeId, catalog, server, rpc, cleanups);
+      const agent = new Agent(init, nodeId, catalog, server, rpc, membership, cleanups);
+      agentRef = agent;
+      if (config.startJoin.length > 0) await membership.join(config.startJoin, config.ports.serfLan);
+      if (config.retryJoin.length > 0) {
+        void membership.retryJoin(
+          config.retryJoin,
+          config.ports.serfLan,
+          config.retryIntervalMs,
+          agent.#joinAbort.signal,
+        );
+      }
       // Local services and checks stop before the server (cleanups run in reverse).
       cleanups.push(() => agent.local.stop());
       agent.local.start(); // config-file services and checks; a bad one is a ConfigError
@@ -200,13 +308,23 @@ export class Agent {
    */
   async leave(opts: { beforeStop?: Promise<unknown> } = {}): Promise<void> {
     await this.server?.leave();
+    await this.membership.leave();
     void (opts.beforeStop ?? Promise.resolve()).finally(() => {
       for (const fn of this.#leaveListeners) fn();
     });
   }
 
-  stop(): Promise<void> {
+  /**
+   * Stops everything; with `leave`, first leaves gracefully (a server leaves Raft, then gossip),
+   * which is what `leave_on_terminate` / `skip_leave_on_interrupt` decide for signals.
+   */
+  stop(opts: { leave?: boolean } = {}): Promise<void> {
     this.#stopping ??= (async () => {
+      this.#joinAbort.abort();
+      if (opts.leave) {
+        await this.server?.leave().catch((err: unknown) => this.logger.warn({ err }, 'leaving Raft failed'));
+        await this.membership.leave();
+      }
       if (this.#registerTimer) clearTimeout(this.#registerTimer);
       for (const c of this.#cleanups.reverse()) {
         await c().catch((err: unknown) => this.logger.warn({ err }, 'error while stopping'));
@@ -215,4 +333,48 @@ export class Agent {
     })();
     return this.#stopping;
   }
+}
+
+/** The gossipsub topic of a datacenter's user events. */
+function eventsTopic(datacenter: string): string {
+  return `meshd/${datacenter}/events/1`;
+}
+
+/**
+ * Keeps the peer snapshot up to date and, at start, rejoins the peers it names (once, in the
+ * background) unless the agent left gracefully and `rejoin_after_leave` is off. Returns the
+ * cleanup that writes the final state.
+ */
+async function keepPeerSnapshot(
+  membership: Membership,
+  dataDir: string,
+  config: ResolvedConfig,
+  logger: Logger,
+): Promise<() => Promise<void>> {
+  const previous = await readPeerSnapshot(dataDir, logger);
+  const writer = new PeerSnapshotWriter(dataDir, logger);
+  const snapshot = () => {
+    const self = membership.self().name;
+    const peers = membership
+      .members()
+      .filter((m) => m.name !== self && (m.status === 'alive' || m.status === 'suspect'))
+      .map((m) => m.addr);
+    writer.update({ version: 1, left: membership.left, peers });
+  };
+  const off = membership.on(snapshot);
+  if (previous && previous.peers.length > 0) {
+    if (previous.left && !config.rejoinAfterLeave) {
+      logger.info('left the cluster before: not rejoining the previous peers (rejoin_after_leave is off)');
+    } else {
+      membership.join(previous.peers, config.ports.serfLan).then(
+        (n) => logger.info({ joined: n }, 'rejoined peers from the snapshot'),
+        (err: unknown) => logger.warn({ err: (err as Error).message }, 'rejoining snapshot peers failed'),
+      );
+    }
+  }
+  return async () => {
+    off();
+    snapshot();
+    await writer.flush();
+  };
 }

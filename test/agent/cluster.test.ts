@@ -18,6 +18,7 @@ interface ServerSpec {
   host: string;
   httpPort: number;
   serverPort: number;
+  serfPort: number;
   dir: string;
   name: string;
 }
@@ -28,7 +29,8 @@ function serverArgs(s: ServerSpec, all: ServerSpec[]): string[] {
     '-bootstrap-expect=3',
     `-data-dir=${s.dir}`,
     `-node=${s.name}`,
-    ...all.filter((o) => o !== s).map((o) => `-retry-join=${o.host}:${o.serverPort}`),
+    '-retry-interval=1s',
+    ...all.filter((o) => o !== s).map((o) => `-retry-join=${o.host}:${o.serfPort}`),
   ];
 }
 
@@ -49,11 +51,12 @@ test('3 servers + 1 client: bootstrap once, forward, survive kill -9 of the lead
   const root = await mkdtemp(join(tmpdir(), 'meshd-cluster-'));
   const specs: ServerSpec[] = [];
   for (const [i, host] of HOSTS.entries()) {
-    const [httpPort, serverPort] = await freePorts(2, host);
+    const [httpPort, serverPort, serfPort] = await freePorts(3, host);
     specs.push({
       host,
       httpPort,
       serverPort,
+      serfPort,
       dir: join(root, `s${i + 1}`),
       name: `s${i + 1}`,
     });
@@ -64,6 +67,7 @@ test('3 servers + 1 client: bootstrap once, forward, survive kill -9 of the lead
       host: s.host,
       httpPort: s.httpPort,
       serverPort: s.serverPort,
+      serfPort: s.serfPort,
     });
     running.set(s.name, a);
     return a;
@@ -71,7 +75,12 @@ test('3 servers + 1 client: bootstrap once, forward, survive kill -9 of the lead
   const clientDir = join(root, 'client');
   const startClient = () =>
     startAgent(
-      ['-node=c1', `-data-dir=${clientDir}`, ...specs.map((s) => `-retry-join=${s.host}:${s.serverPort}`)],
+      [
+        '-node=c1',
+        `-data-dir=${clientDir}`,
+        '-retry-interval=1s',
+        `-retry-join=${specs[0].host}:${specs[0].serfPort}`,
+      ],
       { host: CLIENT_HOST },
     );
   let client: AgentProcess | undefined;
@@ -181,11 +190,12 @@ test('servers added later join as non-voters and are promoted; leave removes one
   const hosts = ['127.0.0.5', '127.0.0.6', '127.0.0.7', '127.0.0.8', '127.0.0.9'];
   const specs: ServerSpec[] = [];
   for (const [i, host] of hosts.entries()) {
-    const [httpPort, serverPort] = await freePorts(2, host);
+    const [httpPort, serverPort, serfPort] = await freePorts(3, host);
     specs.push({
       host,
       httpPort,
       serverPort,
+      serfPort,
       dir: join(root, `j${i + 1}`),
       name: `j${i + 1}`,
     });
@@ -202,6 +212,7 @@ test('servers added later join as non-voters and are promoted; leave removes one
         host: s.host,
         httpPort: s.httpPort,
         serverPort: s.serverPort,
+        serfPort: s.serfPort,
       }),
     );
   }
@@ -219,9 +230,10 @@ test('servers added later join as non-voters and are promoted; leave removes one
         '-server',
         `-data-dir=${late.dir}`,
         `-node=${late.name}`,
-        `-retry-join=${first[0].host}:${first[0].serverPort}`,
+        '-retry-interval=1s',
+        `-retry-join=${first[0].host}:${first[0].serfPort}`,
       ],
-      { host: late.host, httpPort: late.httpPort, serverPort: late.serverPort },
+      { host: late.host, httpPort: late.httpPort, serverPort: late.serverPort, serfPort: late.serfPort },
     );
     procs.push(p);
     await waitFor(`${late.name} to become a voter`, async () => (await voters()).includes(late.name), 30_000);

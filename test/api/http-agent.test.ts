@@ -2,6 +2,9 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import { type LoadConfigOptions, loadConfig } from '../../src/agent/config/load.ts';
+import type { Member } from '../../src/agent/gossip/core/types.ts';
+import { JoinError } from '../../src/agent/gossip/membership.ts';
+import { UserEvents } from '../../src/agent/gossip/user-events.ts';
 import { LocalAgent } from '../../src/agent/local/local-agent.ts';
 import { silentLogger } from '../../src/agent/logger.ts';
 import { agentHttpRoutes } from '../../src/api/http/agent/routes.ts';
@@ -26,6 +29,7 @@ const CONFIG_FILE = '/etc/meshd/services.json';
 async function start(
   t: import('ava').ExecutionContext,
   files: Record<string, string> = {},
+  gossip?: FakeGossip,
 ): Promise<Harness> {
   const fs: Pick<LoadConfigOptions, 'readFile' | 'readDir'> = {
     readFile: async (p) => {
@@ -78,7 +82,7 @@ async function start(
   });
   local.start();
   h.local = local;
-  const agent: AgentApi = { catalog, datacenter: 'dc1', nodeName: 'node1', nodeId: NODE_ID, local };
+  const agent: AgentApi = { catalog, datacenter: 'dc1', nodeName: 'node1', nodeId: NODE_ID, local, gossip };
   const app = createHttpApp({ agent, logger: silentLogger(), routers: agentHttpRoutes() });
   const server: Server = createServer(app.callback());
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -349,8 +353,43 @@ test('service register with replace-existing-checks, and hash blocking on /v1/ag
   t.is(timedOut.headers.get('x-consul-contenthash'), woken.headers.get('x-consul-contenthash'));
 });
 
-test('self and members before gossip: this agent plus the Raft servers', async (t) => {
-  const h = await start(t);
+function fakeMember(
+  name: string,
+  ip: string,
+  status: Member['status'],
+  meta: Record<string, string>,
+): Member {
+  return { name, id: meta.id ?? '', addr: `${ip}:8301`, meta, status, incarnation: 1, statusSince: 0 };
+}
+
+class FakeGossip {
+  left = false;
+  joins: string[][] = [];
+  forceLeaves: [string, boolean][] = [];
+  readonly events = new UserEvents({ nodeName: () => 'node1', services: () => [] }, () => undefined);
+  list: Member[] = [
+    fakeMember('node1', '127.0.0.1', 'alive', { role: 'consul', dc: 'dc1', id: NODE_ID, port: '8300' }),
+    fakeMember('server2', '10.0.0.2', 'suspect', { role: 'consul', dc: 'dc1', id: OTHER_ID, port: '8300' }),
+    fakeMember('web', '10.0.0.3', 'failed', { role: 'node', dc: 'dc1' }),
+    fakeMember('gone', '10.0.0.4', 'left', { role: 'node', dc: 'dc1' }),
+  ];
+  members(): Member[] {
+    return this.list;
+  }
+  async join(addrs: string[]): Promise<number> {
+    this.joins.push(addrs);
+    if (addrs[0].startsWith('10.0.0.2')) return 1;
+    throw new JoinError(`1 error occurred:\n\t* Failed to join ${addrs[0]}: i/o timeout\n\n`);
+  }
+  forceLeave(name: string, prune: boolean): boolean {
+    this.forceLeaves.push([name, prune]);
+    return true;
+  }
+}
+
+test('self and members come from gossip, with Serf status numbers and Consul fields', async (t) => {
+  const gossip = new FakeGossip();
+  const h = await start(t, {}, gossip);
   const self = await json<{
     Config: Record<string, unknown>;
     Member: Record<string, unknown>;
@@ -361,18 +400,18 @@ test('self and members before gossip: this agent plus the Raft servers', async (
   t.is(self.Stats.agent.services, '0');
   t.is(self.Stats.consul.server, 'true');
 
-  const members = await json<
-    { Name: string; Addr: string; Port: number; Tags: Record<string, string>; Status: number }[]
-  >(await get(h, '/v1/agent/members'));
+  type M = { Name: string; Addr: string; Port: number; Tags: Record<string, string>; Status: number };
+  const members = await json<M[]>(await get(h, '/v1/agent/members'));
   t.deepEqual(
-    members.map((m) => [m.Name, m.Addr, m.Tags.role, m.Tags.dc, m.Status]),
+    members.map((m) => [m.Name, m.Addr, m.Port, m.Tags.role, m.Status]),
     [
-      ['node1', '127.0.0.1', 'consul', 'dc1', 1],
-      ['server2', '10.0.0.2', 'consul', 'dc1', 1],
+      ['gone', '10.0.0.4', 8301, 'node', 3],
+      ['node1', '127.0.0.1', 8301, 'consul', 1],
+      ['server2', '10.0.0.2', 8301, 'consul', 1], // suspect is still alive to Serf
+      ['web', '10.0.0.3', 8301, 'node', 4],
     ],
   );
-  t.is(members[1].Tags.id, OTHER_ID);
-  t.is(members[1].Tags.port, '8300');
+  t.is(members[2].Tags.id, OTHER_ID);
   t.like(members[0], {
     ProtocolMin: 1,
     ProtocolMax: 5,
@@ -381,48 +420,119 @@ test('self and members before gossip: this agent plus the Raft servers', async (
     DelegateMax: 5,
     DelegateCur: 4,
   });
-  const onlyOther = await json<unknown[]>(
-    await get(h, `/v1/agent/members?filter=${encodeURIComponent('Name == "server2"')}`),
+  const onlyOther = await json<M[]>(
+    await get(h, `/v1/agent/members?filter=${encodeURIComponent('Status == 4')}`),
   );
-  t.is(onlyOther.length, 1);
-  // raftConfiguration failing (no leader yet) still answers with this agent.
-  h.catalog.raftConfiguration = async () => {
-    throw new Error('No cluster leader');
-  };
-  t.is((await json<unknown[]>(await get(h, '/v1/agent/members'))).length, 1);
+  t.deepEqual(
+    onlyOther.map((m) => m.Name),
+    ['web'],
+  );
+  const wan = await json<M[]>(await get(h, '/v1/agent/members?wan=1'));
+  t.deepEqual(
+    wan.map((m) => m.Name),
+    ['node1.dc1', 'server2.dc1'],
+  );
+  gossip.left = true;
+  const leaving = await json<M[]>(await get(h, '/v1/agent/members'));
+  t.is(leaving.find((m) => m.Name === 'node1')?.Status, 2, 'a leaving agent reports itself leaving');
 });
 
-test('join: a server of this cluster is a no-op 200; anything else fails as a failed join', async (t) => {
-  const h = await start(t);
-  await expectStatus(t, await put(h, '/v1/agent/join/10.0.0.2'), 200);
+test('join goes through gossip: 200 when an address answers, 500 with the errors when none does', async (t) => {
+  const gossip = new FakeGossip();
+  const h = await start(t, {}, gossip);
+  await expectStatus(t, await put(h, '/v1/agent/join/10.0.0.2'), 200, '');
   await expectStatus(t, await put(h, '/v1/agent/join/10.0.0.2:8301'), 200);
-  await expectStatus(t, await put(h, '/v1/agent/join/10.9.9.9'), 200, '');
   await expectStatus(
     t,
     await put(h, '/v1/agent/join/10.1.1.1'),
     500,
-    /Failed to join 10\.1\.1\.1: not a server of this cluster/,
+    /Failed to join 10\.1\.1\.1: i\/o timeout/,
   );
+  t.deepEqual(gossip.joins, [['10.0.0.2'], ['10.0.0.2:8301'], ['10.1.1.1']]);
   await expectStatus(t, await put(h, '/v1/agent/join/10.0.0.2:99999'), 400, /Invalid address/);
   await expectStatus(t, await put(h, '/v1/agent/join/10.0.0.2?wan=1'), 400, /WAN/);
+  t.is(gossip.joins.length, 3, 'refused requests never reach gossip');
 });
 
-test('force-leave deregisters another node from the catalog; never this one', async (t) => {
-  const h = await start(t);
-  await h.catalog.write({
-    type: 'register',
-    node: { Node: 'gone', Address: '10.0.0.7' },
-    service: { Service: 'old', Port: 1 },
-  });
-  await expectStatus(t, await put(h, '/v1/agent/force-leave/gone?prune'), 200);
-  t.is(h.catalog.state.registry.getNode('gone'), undefined);
+test('force-leave asks gossip to mark a member left (prune forgets it); never this agent, 404 if unknown', async (t) => {
+  const gossip = new FakeGossip();
+  const h = await start(t, {}, gossip);
+  await expectStatus(t, await put(h, '/v1/agent/force-leave/web'), 200);
+  await expectStatus(t, await put(h, '/v1/agent/force-leave/WEB?prune'), 200);
+  t.deepEqual(gossip.forceLeaves, [
+    ['web', false],
+    ['WEB', true],
+  ]);
   await expectStatus(
     t,
-    await put(h, '/v1/agent/force-leave/gone'),
+    await put(h, '/v1/agent/force-leave/nobody'),
     404,
-    "agent: No node found with name 'gone'",
+    "agent: No node found with name 'nobody'",
   );
   await expectStatus(t, await put(h, '/v1/agent/force-leave/node1'), 400, /local agent/);
+  t.is(gossip.forceLeaves.length, 2);
+});
+
+test('events: fire keeps the event locally and publishes it; list filters by name and blocks on the index', async (t) => {
+  const gossip = new FakeGossip();
+  const published: Uint8Array[] = [];
+  (gossip as { events: UserEvents }).events = new UserEvents(
+    { nodeName: () => 'node1', services: () => [{ name: 'web', tags: ['v1'] }] },
+    (b) => published.push(b),
+  );
+  const h = await start(t, {}, gossip);
+  let r = await put(h, '/v1/event/fire/deploy?service=web&tag=v1', 'v1.2.3');
+  t.is(r.status, 200);
+  const fired = await json<{
+    ID: string;
+    Name: string;
+    Payload: string;
+    ServiceFilter: string;
+    Version: number;
+  }>(r);
+  t.like(fired, { Name: 'deploy', ServiceFilter: 'web', Version: 1 });
+  t.is(Buffer.from(fired.Payload, 'base64').toString(), 'v1.2.3');
+  t.is(published.length, 1);
+
+  r = await get(h, '/v1/event/list?name=deploy');
+  const index = r.headers.get('x-consul-index') as string;
+  t.regex(index, /^\d+$/);
+  t.not(index, '0');
+  t.deepEqual(
+    (await json<{ ID: string }[]>(r)).map((e) => e.ID),
+    [fired.ID],
+  );
+  t.deepEqual(await json<unknown[]>(await get(h, '/v1/event/list?name=other')), []);
+
+  // A blocking list wakes on the next event, and times out with the same index otherwise.
+  const parked = get(h, `/v1/event/list?index=${index}&wait=30s`);
+  const second = await json<{ ID: string }>(await put(h, '/v1/event/fire/restart'));
+  const woken = await parked;
+  t.not(woken.headers.get('x-consul-index'), index);
+  t.deepEqual(
+    (await json<{ ID: string }[]>(woken)).map((e) => e.ID),
+    [fired.ID, second.ID],
+  );
+  const idle = await get(h, `/v1/event/list?index=${woken.headers.get('x-consul-index')}&wait=50ms`);
+  t.is(idle.headers.get('x-consul-index'), woken.headers.get('x-consul-index'));
+
+  await expectStatus(
+    t,
+    await put(h, '/v1/event/fire/big', 'x'.repeat(600)),
+    413,
+    /exceeds configured limit of 512 bytes/,
+  );
+  await expectStatus(t, await put(h, '/v1/event/fire/bad?node=(', ''), 400, /Invalid node filter/);
+  await expectStatus(
+    t,
+    await put(h, '/v1/event/fire/bad?tag=v1', ''),
+    400,
+    /tag filter without service filter/,
+  );
+  await expectStatus(t, await get(h, '/v1/event/list?index=abc'), 400, /Invalid index/);
+  // An event whose service filter matches no local service is not kept here.
+  await put(h, '/v1/event/fire/elsewhere?service=db');
+  t.deepEqual(await json<unknown[]>(await get(h, '/v1/event/list?name=elsewhere')), []);
 });
 
 test('reload re-applies config-file services and checks, keeps API ones; a bad config is a 400 that changes nothing', async (t) => {

@@ -56,6 +56,8 @@ export interface AgentProcess {
   child: ChildProcess;
   http: string;
   serverPort: number;
+  /** Gossip "host:port", what `-join`/`-retry-join` of other agents name. */
+  gossip: string;
   logs: () => string;
   exited: Promise<number | null>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
@@ -66,13 +68,15 @@ export interface StartAgentOptions {
   env?: NodeJS.ProcessEnv;
   httpPort?: number;
   serverPort?: number;
+  serfPort?: number;
 }
 
 export async function startAgent(args: string[], opts: StartAgentOptions = {}): Promise<AgentProcess> {
   const host = opts.host ?? '127.0.0.1';
-  const [pickedHttp, pickedServer] = await freePorts(2, host);
+  const [pickedHttp, pickedServer, pickedSerf] = await freePorts(3, host);
   const httpPort = opts.httpPort ?? pickedHttp;
   const serverPort = opts.serverPort ?? pickedServer;
+  const serfPort = opts.serfPort ?? pickedSerf;
   const child = spawn(
     process.execPath,
     [
@@ -83,6 +87,7 @@ export async function startAgent(args: string[], opts: StartAgentOptions = {}): 
       `-advertise=${host}`,
       `-http-port=${httpPort}`,
       `-server-port=${serverPort}`,
+      `-serf-lan-port=${serfPort}`,
       '-dns-port=-1',
       '-grpc-port=-1',
       '-log-level=info',
@@ -104,6 +109,7 @@ export async function startAgent(args: string[], opts: StartAgentOptions = {}): 
     child,
     http,
     serverPort,
+    gossip: `${host}:${serfPort}`,
     logs: () => out,
     exited,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {

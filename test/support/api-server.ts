@@ -8,6 +8,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type Router from '@koa/router';
 import { silentLogger } from '../../src/agent/logger.ts';
+import type { MemberSource } from '../../src/agent/server/reconcile.ts';
 import { CatalogServer } from '../../src/agent/server/server.ts';
 import { agentHttpRoutes } from '../../src/api/http/agent/routes.ts';
 import { createHttpApp } from '../../src/api/http/server.ts';
@@ -19,7 +20,7 @@ export interface ApiServer {
 }
 
 export async function startApiServer(
-  opts: { routers?: Router[]; nodeName?: string } = {},
+  opts: { routers?: Router[]; nodeName?: string; members?: MemberSource } = {},
 ): Promise<ApiServer> {
   const logger = silentLogger();
   const server = await CatalogServer.start({
@@ -30,7 +31,8 @@ export async function startApiServer(
     dataDir: undefined,
     bootstrap: true,
     bootstrapExpect: 0,
-    join: [],
+    join: () => [],
+    members: opts.members,
     retryIntervalMs: 1000,
     autopilot: { cleanupDeadServers: false, deadServerAfterMs: 60_000 },
     logger,

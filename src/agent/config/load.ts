@@ -103,6 +103,19 @@ export interface ResolvedConfig {
     serverStabilizationTimeMs: number;
   };
   reconnectTimeoutMs: number;
+  leaveOnTerminate: boolean;
+  skipLeaveOnInterrupt: boolean;
+  rejoinAfterLeave: boolean;
+  /** LAN gossip: the timing profile and what `gossip_lan` overrides (ms; absent = profile's). */
+  gossip: {
+    profile: 'lan' | 'wan' | 'local';
+    gossipNodes?: number;
+    gossipIntervalMs?: number;
+    probeIntervalMs?: number;
+    probeTimeoutMs?: number;
+    retransmitMult?: number;
+    suspicionMult?: number;
+  };
   checkUpdateIntervalMs: number;
   acl: {
     enabled: boolean;
@@ -464,6 +477,10 @@ function resolve(c: RawConfig, ctx: ResolveContext): ResolvedConfig {
       serverStabilizationTimeMs: ms(a.server_stabilization_time),
     },
     reconnectTimeoutMs,
+    leaveOnTerminate: c.leave_on_terminate ?? !server,
+    skipLeaveOnInterrupt: c.skip_leave_on_interrupt ?? server,
+    rejoinAfterLeave: c.rejoin_after_leave ?? false,
+    gossip: resolveGossip(c.gossip_lan ?? {}),
     checkUpdateIntervalMs: ms(c.check_update_interval),
     acl: {
       enabled: c.acl?.enabled ?? false,
@@ -484,4 +501,18 @@ function resolve(c: RawConfig, ctx: ResolveContext): ResolvedConfig {
     checks: c.checks ?? [],
     configFiles: ctx.configFiles,
   };
+}
+
+function resolveGossip(g: NonNullable<RawConfig['gossip_lan']>): ResolvedConfig['gossip'] {
+  const out: ResolvedConfig['gossip'] = { profile: g.profile ?? 'lan' };
+  if (g.gossip_nodes !== undefined) out.gossipNodes = g.gossip_nodes;
+  if (g.gossip_interval !== undefined) out.gossipIntervalMs = parseGoDuration(g.gossip_interval);
+  if (g.probe_interval !== undefined) out.probeIntervalMs = parseGoDuration(g.probe_interval);
+  if (g.probe_timeout !== undefined) out.probeTimeoutMs = parseGoDuration(g.probe_timeout);
+  if (g.retransmit_mult !== undefined) out.retransmitMult = g.retransmit_mult;
+  if (g.suspicion_mult !== undefined) out.suspicionMult = g.suspicion_mult;
+  if ((out.probeTimeoutMs ?? 0) > (out.probeIntervalMs ?? Number.POSITIVE_INFINITY)) {
+    fail('gossip_lan.probe_timeout cannot exceed gossip_lan.probe_interval', 'gossip_lan.probe_timeout');
+  }
+  return out;
 }

@@ -168,6 +168,33 @@ export const RawConfigSchema = z.strictObject({
     .optional(),
   /** Reap failed nodes from the member list after this long; Consul requires ≥ 8h. Default `"72h"`. */
   reconnect_timeout: duration.optional(),
+  /** Leave the cluster gracefully on SIGTERM. Default `false` on servers, `true` on clients. */
+  leave_on_terminate: z.boolean().optional(),
+  /** Rejoin the members known before a graceful leave when restarted. Default `false`. */
+  rejoin_after_leave: z.boolean().optional(),
+  /** Do not leave the cluster on SIGINT (just stop). Default `true` on servers, `false` on clients. */
+  skip_leave_on_interrupt: z.boolean().optional(),
+  /**
+   * LAN gossip timings (Consul's `gossip_lan`), over the profile's defaults. `profile` is meshd's:
+   * `lan` (default, memberlist's DefaultLANConfig), `wan` or `local` (memberlist's other two).
+   */
+  gossip_lan: z
+    .strictObject({
+      profile: z.enum(['lan', 'wan', 'local']).optional(),
+      /** Random members each gossip round sends updates to. lan: 3. */
+      gossip_nodes: z.number().int().min(1).max(64).optional(),
+      /** Time between gossip rounds. lan: `"200ms"`. */
+      gossip_interval: duration.optional(),
+      /** Time between probes of one member. lan: `"1s"`. */
+      probe_interval: duration.optional(),
+      /** How long a direct probe waits for its ack. lan: `"500ms"`. */
+      probe_timeout: duration.optional(),
+      /** Each update is retransmitted retransmit_mult × log10(N+1) times. lan: 4. */
+      retransmit_mult: z.number().int().min(1).max(64).optional(),
+      /** Suspicion lasts suspicion_mult × log10(N) probe intervals at least. lan: 4. */
+      suspicion_mult: z.number().int().min(1).max(64).optional(),
+    })
+    .optional(),
   /** Only push check output changes to the servers this often (status changes go at once). Default `"5m"`. */
   check_update_interval: duration.optional(),
   acl: z

@@ -36,7 +36,8 @@ export interface DiscoveredServer {
 export interface DiscoverOptions {
   self(): DiscoveredServer;
   learn(s: DiscoveredServer): void;
-  join: string[];
+  /** Addresses to ask, read each round (the servers gossip knows). */
+  join: () => string[];
   bootstrapExpect: number;
   retryIntervalMs: number;
   rpc: RpcClient;
@@ -77,7 +78,7 @@ export async function discoverCluster(opts: DiscoverOptions): Promise<void> {
   for (;;) {
     signal.throwIfAborted();
     const me = opts.self();
-    const addresses = new Set<string>([...opts.join, ...[...known.values()].map((s) => s.address)]);
+    const addresses = new Set<string>([...opts.join(), ...[...known.values()].map((s) => s.address)]);
     addresses.delete(me.address);
     const replies = await Promise.all(
       [...addresses].map((address) =>

@@ -4,6 +4,7 @@
  * - session TTL timers: a session not renewed within 2×TTL (Consul's multiplier) is destroyed
  *   through Raft; a new leader re-arms every TTL session at its full 2×TTL, as Consul does;
  * - KV tombstone reaping: tombstones older than {@link TOMBSTONE_TTL_MS} are dropped through Raft;
+ * - gossip reconciliation ({@link MemberReconciler}): members into the catalog with `serfHealth`;
  * - autopilot: server health from Raft progress, and removal of servers the leader has not heard
  *   from for `deadServerAfterMs` when `cleanup_dead_servers` is on, never more than leaves a
  *   quorum of the configuration (Consul removes failed servers only while fewer than half failed).
@@ -14,6 +15,7 @@ import { formatGoDuration, parseGoDuration } from '../../api/wire/duration.ts';
 import type { CatalogCommand, CommandResult, SessionRow } from '../../catalog/types.ts';
 import type { RaftNode } from '../../raft/driver.ts';
 import type { AutopilotHealthReply, AutopilotServerHealth } from '../backend.ts';
+import type { MemberReconciler } from './reconcile.ts';
 import type { CatalogServer } from './server.ts';
 
 /** Consul's `TombstoneTTL` default. */
@@ -38,6 +40,8 @@ export interface LeaderDutiesInit {
   logger: Logger;
   now: () => number;
   autopilot: { cleanupDeadServers: boolean; deadServerAfterMs: number };
+  /** Gossip members into the catalog (absent without gossip, e.g. in unit tests). */
+  reconciler?: MemberReconciler;
 }
 
 export class LeaderDuties {
@@ -46,6 +50,7 @@ export class LeaderDuties {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #autopilot: LeaderDutiesInit['autopilot'];
+  readonly #reconciler: MemberReconciler | undefined;
   readonly #ttlTimers = new Map<string, NodeJS.Timeout>();
   /** (time, index) marks: tombstones up to `index` may go once `time` is older than the TTL. */
   readonly #reapMarks: { time: number; index: number }[] = [];
@@ -63,6 +68,7 @@ export class LeaderDuties {
     this.#log = init.logger.child({ component: 'leader' });
     this.#now = init.now;
     this.#autopilot = init.autopilot;
+    this.#reconciler = init.reconciler;
     this.#off = this.#raft.on('leader:changed', (e) => {
       if (e.detail.leader === this.#raft.id) void this.#becomeLeader();
       else this.#stepDown();
@@ -139,6 +145,7 @@ export class LeaderDuties {
     }
     this.#interval = setInterval(() => this.#tick(), DUTY_INTERVAL_MS);
     this.#interval.unref();
+    this.#reconciler?.start();
     this.#log.info('leadership duties started');
   }
 
@@ -146,6 +153,7 @@ export class LeaderDuties {
     if (!this.#leading) return;
     this.#leading = false;
     this.#generation++;
+    this.#reconciler?.stop();
     for (const t of this.#ttlTimers.values()) clearTimeout(t);
     this.#ttlTimers.clear();
     if (this.#interval) clearInterval(this.#interval);

@@ -43,6 +43,7 @@ import { RpcClient } from '../rpc/client.ts';
 import { RpcError, rpcImplementation, rpcServiceDefinition } from '../rpc/service.ts';
 import { type DiscoveredServer, discoverCluster } from './bootstrap.ts';
 import { LeaderDuties } from './leader-duties.ts';
+import { MemberReconciler, type MemberSource } from './reconcile.ts';
 import { serverRpcHandlers } from './rpc-handlers.ts';
 
 export interface CatalogServerInit {
@@ -60,8 +61,13 @@ export interface CatalogServerInit {
   bootstrap: boolean;
   /** `-bootstrap-expect`: wait for this many servers, then bootstrap them together. 0 = off. */
   bootstrapExpect: number;
-  /** Server RPC addresses to find the others at (`-retry-join`, `-join`). */
-  join: string[];
+  /**
+   * Server RPC addresses to look for the others at, read on every discovery round: the servers
+   * gossip has found so far.
+   */
+  join: () => string[];
+  /** Gossip membership, reconciled into the catalog while this server leads. */
+  members?: MemberSource;
   retryIntervalMs: number;
   autopilot: { cleanupDeadServers: boolean; deadServerAfterMs: number };
   logger: Logger;
@@ -535,6 +541,14 @@ export class CatalogServer implements CatalogBackend {
       logger: this.#init.logger,
       now: this.#now,
       autopilot: this.#init.autopilot,
+      reconciler: this.#init.members
+        ? new MemberReconciler({
+            server: this,
+            members: this.#init.members,
+            datacenter: this.#init.datacenter,
+            logger: this.#init.logger,
+          })
+        : undefined,
     });
     raft.on('fatal', (e) => this.#log.fatal({ err: e.detail }, 'raft stopped on a fatal error'));
     this.#resolveRaft(raft);

@@ -7,6 +7,8 @@ import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import type { CatalogBackend, WriteReply } from '../../agent/backend.ts';
 import type { ResolvedConfig } from '../../agent/config/load.ts';
+import type { Member } from '../../agent/gossip/core/types.ts';
+import type { UserEvents } from '../../agent/gossip/user-events.ts';
 import type { LocalState } from '../../agent/local/state.ts';
 import type { AgentMetrics } from '../../agent/metrics.ts';
 import { HttpError } from './errors.ts';
@@ -22,6 +24,20 @@ export interface AgentApi {
    * routes answer 404 without it.
    */
   readonly local?: LocalAgentApi;
+  /** Gossip membership and user events (`/v1/agent/members|join|force-leave`, `/v1/event/*`). */
+  readonly gossip?: GossipApi;
+}
+
+/** What the HTTP API needs from the agent's gossip (implemented by `agent/agent.ts`). */
+export interface GossipApi {
+  members(): Member[];
+  /** Joins through the addresses; resolves with how many answered, rejects (JoinError) if none. */
+  join(addrs: string[]): Promise<number>;
+  /** Serf's force-leave of a failed member (prune: forget it now); false if it is unknown. */
+  forceLeave(name: string, prune: boolean): boolean;
+  /** Whether this agent has left the pool (its own member shows `leaving`). */
+  readonly left: boolean;
+  readonly events: UserEvents;
 }
 
 /** What `/v1/agent/*` needs from the running agent (implemented by `agent/local/local-agent.ts`). */

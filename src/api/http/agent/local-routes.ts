@@ -2,20 +2,11 @@
  * `/v1/agent/*` (Consul's agent endpoint, agent/agent_endpoint.go): the agent's own services and
  * checks, TTL updates, maintenance, members, self, join/leave/force-leave, reload and metrics.
  *
- * Before gossip lands (a later issue), membership is what the agent knows without it:
- * - `members` lists this agent and every server of the Raft configuration (their liveness is not
- *   known: each is reported alive);
- * - `join/:address` succeeds (200, nothing to do) when the address is one of this cluster's
- *   servers, by host (with no port, the gossip port or the server port), as `consul join` to an
- *   agent already in the cluster succeeds. Any other address fails as Consul's failed join does
- *   (500, `Failed to join <address>: ...`), saying why: without gossip an agent cannot join
- *   another cluster or a client at run time (servers are joined with `-retry-join` at start). A
- *   malformed address is a 400;
- * - `force-leave/:node` deregisters the node from the catalog (what Consul's leader does once a
- *   force-left member turns `left`): its services, checks and sessions go. The local agent's own
- *   node is refused (use `leave`); an unknown node is a 404. A server stays in the Raft
- *   configuration: `operator raft remove-peer` or autopilot's dead-server cleanup removes it;
- *   a client that is in fact alive is not re-registered until anti-entropy arrives.
+ * Membership comes from gossip: `members` is this agent's view of the pool (Consul's shape, Serf's
+ * status numbers), `join/:address` joins through a gossip address (default port: this agent's
+ * gossip port) and answers Consul's 500 with the error list when it fails, and
+ * `force-leave/:node` turns a failed member `left` (`?prune`: forgotten at once), after which the
+ * leader deregisters it. An unknown member is a 404, the local agent a 400 (use `leave`).
  */
 
 import { createHash } from 'node:crypto';
@@ -23,6 +14,8 @@ import Router from '@koa/router';
 import type { Next } from 'koa';
 import { z } from 'zod';
 import { ConfigError } from '../../../agent/config/errors.ts';
+import { JoinError, splitAddr } from '../../../agent/gossip/membership.ts';
+import { agentTags, serfStatusCode } from '../../../agent/gossip/tags.ts';
 import {
   CheckDefinitionBody,
   type CheckStatus,
@@ -44,7 +37,7 @@ import { consulObject } from '../../wire/consul-json.ts';
 import { jsonBody } from '../body.ts';
 import { CHECK_FIELDS, SERVICE_FIELDS } from '../catalog/filter-fields.ts';
 import { presentCheck } from '../catalog/present.ts';
-import type { AgentApi, ApiContext, LocalAgentApi } from '../context.ts';
+import type { AgentApi, ApiContext, GossipApi, LocalAgentApi } from '../context.ts';
 import { badRequest, HttpError, notFound } from '../errors.ts';
 import { clientGone, filtered, filterParam, flag, param, readOptions } from '../read.ts';
 
@@ -139,26 +132,29 @@ export function splitHostPort(addr: string): { host: string; port: number | unde
 
 function selfMember(agent: AgentApi, local: LocalAgentApi): Member {
   const c = local.config;
-  const tags: Record<string, string> = {
-    role: c.server ? 'consul' : 'node',
-    dc: c.datacenter,
-    segment: '',
-    id: agent.nodeId,
-    vsn: '2',
-    vsn_min: '2',
-    vsn_max: '3',
-    build: VERSION,
-  };
-  if (c.server) {
-    tags.port = String(c.ports.server);
-    tags.raft_vsn = '3';
-    if (c.bootstrap) tags.bootstrap = '1';
-    if (c.bootstrapExpect > 0) tags.expect = String(c.bootstrapExpect);
+  const own = agent.gossip?.members().find((m) => m.name.toLowerCase() === c.nodeName.toLowerCase());
+  if (own && agent.gossip) {
+    const { ip, port } = splitAddr(own.addr);
+    return { ...member(own.name, ip, port, own.meta), Status: serfStatusCode(own.status, agent.gossip.left) };
   }
+  const tags = agentTags({
+    nodeId: agent.nodeId,
+    datacenter: c.datacenter,
+    server: c.server,
+    bootstrap: c.bootstrap,
+    bootstrapExpect: c.bootstrapExpect,
+    serverPort: c.ports.server,
+  });
   return member(c.nodeName, c.advertiseAddr, c.ports.serfLan, tags);
 }
 
 // ---- helpers ----
+
+function gossipOf(ctx: ApiContext): GossipApi {
+  const g = ctx.state.agent.gossip;
+  if (!g) throw notFound(`404 page not found: ${ctx.method} ${ctx.path}`);
+  return g;
+}
 
 function localOf(ctx: ApiContext): LocalAgentApi {
   const local = ctx.state.agent.local;
@@ -258,32 +254,29 @@ export function agentLocalRoutes(): Router {
     const local = localOf(ctx);
     const c = local.config;
     const wan = flag(ctx, 'wan');
-    const members: Member[] = [];
-    const self = selfMember(agent, local);
-    if (!wan || c.server) members.push(wan ? { ...self, Name: `${self.Name}.${c.datacenter}` } : self);
-    // Before gossip: the Raft servers stand for the rest of the pool. A cluster without a
-    // leader (or a client that cannot reach a server) still answers, with what it knows.
-    const servers = await agent.catalog.raftConfiguration().then(
-      (r) => r.Servers,
-      () => [],
-    );
-    for (const s of servers) {
-      if (s.ID === agent.nodeId || s.Node === c.nodeName) continue;
-      const hp = splitHostPort(s.Address);
-      const tags: Record<string, string> = {
-        role: 'consul',
-        dc: c.datacenter,
-        segment: '',
-        id: s.ID,
-        vsn: '2',
-        vsn_min: '2',
-        vsn_max: '3',
-        raft_vsn: '3',
-      };
-      if (hp?.port !== undefined) tags.port = String(hp.port);
-      members.push(
-        member(wan ? `${s.Node}.${c.datacenter}` : s.Node, hp?.host ?? s.Address, c.ports.serfLan, tags),
-      );
+    const gossip = agent.gossip;
+    let members: Member[];
+    if (!gossip) {
+      members = [selfMember(agent, local)];
+    } else {
+      const selfName = c.nodeName.toLowerCase();
+      members = gossip.members().map((m) => {
+        const { ip, port } = splitAddr(m.addr);
+        const isSelf = m.name.toLowerCase() === selfName;
+        return {
+          ...member(m.name, ip, port, m.meta),
+          Status: serfStatusCode(m.status, isSelf && gossip.left),
+        };
+      });
+    }
+    if (wan) {
+      // No WAN pool yet: a server sees the servers of its own datacenter, named `node.dc` as in
+      // Consul's WAN pool; a client sees none.
+      members = c.server
+        ? members
+            .filter((m) => m.Tags.role === 'consul')
+            .map((m) => ({ ...m, Name: `${m.Name}.${c.datacenter}` }))
+        : [];
     }
     members.sort((a, b) => (a.Name < b.Name ? -1 : a.Name > b.Name ? 1 : 0));
     ctx.body = applyFilter(members, param(ctx, 'filter'));
@@ -403,40 +396,16 @@ export function agentLocalRoutes(): Router {
   });
 
   router.put(/^\/v1\/agent\/join\/(.*)$/, async (ctx: ApiContext) => {
-    const { agent } = ctx.state;
-    const local = localOf(ctx);
+    const gossip = gossipOf(ctx);
     refuseWan(ctx);
     const address = tail(ctx, '/v1/agent/join/', 'Missing address');
-    const target = splitHostPort(address);
-    if (target === null) throw badRequest(`Invalid address ${JSON.stringify(address)}`);
-    const c = local.config;
-    const known: { host: string; port: number | undefined }[] = [];
-    for (const a of [...c.retryJoin, ...c.startJoin]) {
-      const hp = splitHostPort(a);
-      if (hp) known.push(hp);
-    }
-    const servers = await agent.catalog.raftConfiguration().then(
-      (r) => r.Servers,
-      () => [],
-    );
-    for (const s of servers) {
-      const hp = splitHostPort(s.Address);
-      if (hp) known.push(hp);
-    }
-    if (c.server) known.push({ host: c.advertiseAddr.toLowerCase(), port: c.ports.server });
-    const joined = known.some(
-      (k) =>
-        k.host === target.host &&
-        (target.port === undefined ||
-          target.port === c.ports.serfLan ||
-          target.port === c.ports.server ||
-          target.port === k.port),
-    );
-    if (!joined) {
-      throw new HttpError(
-        500,
-        `1 error occurred:\n\t* Failed to join ${address}: not a server of this cluster; meshd has no gossip yet, so an agent joins its servers with -retry-join at start\n\n`,
-      );
+    if (splitHostPort(address) === null) throw badRequest(`Invalid address ${JSON.stringify(address)}`);
+    try {
+      await gossip.join([address]);
+    } catch (err) {
+      // Consul answers a failed join with a 500 carrying the joiner's error list.
+      if (err instanceof JoinError) throw new HttpError(500, err.message);
+      throw err;
     }
     ok(ctx);
   });
@@ -453,21 +422,18 @@ export function agentLocalRoutes(): Router {
   });
 
   router.put(/^\/v1\/agent\/force-leave\/(.*)$/, async (ctx: ApiContext) => {
-    const { agent } = ctx.state;
+    const gossip = gossipOf(ctx);
     const local = localOf(ctx);
     refuseWan(ctx);
     const node = tail(ctx, '/v1/agent/force-leave/', 'Missing node name');
     if (node.toLowerCase() === local.config.nodeName.toLowerCase()) {
       throw badRequest('Cannot force-leave the local agent: use /v1/agent/leave');
     }
-    const found = await agent.catalog.read(
-      'catalog.node',
-      { node },
-      { consistency: 'default', minIndex: 0, waitMs: 0 },
-    );
-    if (found.result === null) throw notFound(`agent: No node found with name '${node}'`);
-    const reply = await agent.catalog.write({ type: 'deregister', node: found.result.node.Node });
-    if (!reply.result.ok) throw new HttpError(reply.result.status ?? 400, reply.result.error);
+    const known = gossip.members().some((m) => m.name.toLowerCase() === node.toLowerCase());
+    if (!known) throw notFound(`agent: No node found with name '${node}'`);
+    // An alive member is left alone (it would refute); a failed one turns left and the leader
+    // deregisters it; `?prune` also forgets it at once.
+    gossip.forceLeave(node, flag(ctx, 'prune'));
     ok(ctx);
   });
 

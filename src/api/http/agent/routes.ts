@@ -2,6 +2,7 @@
 
 import type Router from '@koa/router';
 import { catalogRoutes } from '../catalog/routes.ts';
+import { eventRoutes } from '../event/routes.ts';
 import { healthRoutes } from '../health/routes.ts';
 import { operatorRoutes } from '../operator/routes.ts';
 import { sessionRoutes } from '../session/routes.ts';
@@ -18,5 +19,6 @@ export function agentHttpRoutes(): Router[] {
     statusRoutes(),
     operatorRoutes(),
     agentLocalRoutes(),
+    eventRoutes(),
   ];
 }

@@ -1,0 +1,685 @@
+/**
+ * The gossip transport: one libp2p host per agent (TCP, pnet when a cluster key is set, noise, yamux,
+ * identify, ping, gossipsub) that moves opaque byte messages between gossip addresses ("ip:port").
+ * It knows nothing of SWIM: the membership core hands it bytes and an address, and gets bytes back.
+ *
+ * Direct messages (`send`) travel as length-prefixed frames on one long-lived outbound stream per
+ * destination address, protocol {@link GOSSIP_PROTOCOL}. A destination is dialed by its bare multiaddr
+ * (`/ip4/10.0.0.7/tcp/8301`, no `/p2p/` peer ID): libp2p 3 learns the peer ID in the noise handshake.
+ * So the address is all a caller needs; what proves membership is the cluster key (pnet), not a
+ * peer ID known in advance. A connection the remote opened to us is reused once identify has told us
+ * which gossip address it listens on.
+ *
+ * Broadcast (`publish`) is gossipsub over the same connections: the mesh forms among whatever peers we
+ * are connected to, i.e. the ones SWIM talks to, with no discovery of its own.
+ *
+ * Every queue is bounded: per destination a send queue that drops its oldest frame when full, a
+ * stream written only while it does not ask to drain, inbound frames capped at `maxFrameBytes` (a
+ * larger or malformed length resets that stream). Every drop is counted in {@link GossipHost.stats}.
+ */
+
+import { isIP } from 'node:net';
+import { inspect } from 'node:util';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { type GossipSub, type GossipsubOpts, gossipsub, TopicValidatorResult } from '@libp2p/gossipsub';
+import { identify } from '@libp2p/identify';
+import type {
+  ComponentLogger,
+  Connection,
+  Libp2p,
+  Logger as Libp2pLogger,
+  PrivateKey,
+  Stream,
+  StreamCloseEvent,
+} from '@libp2p/interface';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import { ping } from '@libp2p/ping';
+import { preSharedKey } from '@libp2p/pnet';
+import { type TCPSocketOptions, tcp } from '@libp2p/tcp';
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
+import { createLibp2p } from 'libp2p';
+import type { Logger } from 'pino';
+import { VERSION } from '../../version.ts';
+
+/** The stream protocol of direct gossip frames. */
+export const GOSSIP_PROTOCOL = '/meshd/gossip/1.0.0';
+
+export interface GossipHostOptions {
+  /** IP to listen on (and to dial from, unless it is a wildcard). */
+  bind: string;
+  /** TCP port; 0 lets the kernel pick one (see {@link GossipHost.addr}). */
+  port: number;
+  /** IP other agents reach us at. @default bind (required when bind is 0.0.0.0 or ::) */
+  advertise?: string;
+  /** pnet swarm key from `pskFromGossipKey`; without it anyone who can reach the port can join. */
+  psk?: Uint8Array;
+  privateKey: PrivateKey;
+  /** Largest direct frame and largest gossipsub message payload, in bytes. */
+  maxFrameBytes: number;
+  logger: Logger;
+  /** Gossipsub topics to join. */
+  topics: string[];
+  /** How long a dial (TCP + pnet + noise + yamux) may take before the destination counts as unreachable. @default 5_000 */
+  dialTimeoutMs?: number;
+  /** Bytes of frames queued per destination (waiting for a dial or a drain); the oldest go first. @default max(1 MiB, 4 frames) */
+  sendQueueBytes?: number;
+  /** Frames queued per destination. @default 1_024 */
+  sendQueueFrames?: number;
+  /** Open connections kept before libp2p prunes the least valuable. @default 1_200 */
+  maxConnections?: number;
+}
+
+export interface GossipHost {
+  /** The advertised gossip address, "ip:port" ("[ip6]:port"), with the real port when 0 was asked. */
+  readonly addr: string;
+  readonly peerId: string;
+  /** Best effort: never throws, never waits. Dials if needed; a failure drops the frame (counted) and reports `to` unreachable. */
+  send(to: string, bytes: Uint8Array): void;
+  /** Gossipsub broadcast; best effort like `send`. */
+  publish(topic: string, bytes: Uint8Array): void;
+  /** Direct frames from any peer. */
+  onMessage(handler: (bytes: Uint8Array) => void): void;
+  /** Gossipsub messages on the joined topics. */
+  onTopicMessage(handler: (topic: string, bytes: Uint8Array) => void): void;
+  /** A dial or write to `addr` failed, or the stream we send it on closed without our asking. */
+  onUnreachable(handler: (addr: string) => void): void;
+  /**
+   * Counters and a few gauges, sorted by name: `frames.in|out`, `bytes.in|out` (direct frames as on the
+   * stream, length prefixes included), `topic.in|out`, `unreachable`, `dropped.<cause>` (inbound:
+   * `oversize`, `malformed`, `topic_oversize`; outbound: `dial`, `write`, `queue`, `oversize_out`,
+   * `bad_addr`, `self`, `publish`, `stopped`), `connections`, `peers`, `channels`, `queued.frames`.
+   */
+  stats(): Record<string, number>;
+  stop(): Promise<void>;
+}
+
+/** Options that cannot work (a bad address, a nonsensical limit). */
+export class GossipConfigError extends Error {
+  override readonly name = 'GossipConfigError';
+}
+
+/** Why an inbound frame was refused: longer than `maxFrameBytes`, or a length that is not a valid varint. */
+export type FrameFault = 'oversize' | 'malformed';
+
+/**
+ * Gossipsub for a LAN cluster of up to ~1000 agents. Mesh degree stays libp2p's (D 6, 4..12): about
+ * log6(1000) ≈ 4 hops to reach everyone.
+ */
+export const GOSSIPSUB_LAN = {
+  /** Self-published messages go to the mesh (D peers), not to every connected subscriber (up to ~1000). */
+  floodPublish: false,
+  /** Every peer is a meshd agent speaking gossipsub 1.1+. */
+  fallbackToFloodsub: false,
+  /** Peers come from SWIM; peer exchange would only announce addresses we do not dial. */
+  doPX: false,
+  /** A lone agent publishing is not an error. */
+  allowPublishToZeroTopicPeers: true,
+  /** The mesh is only as fast to repair as this; 1 s keeps the control traffic of 1000 peers small. */
+  heartbeatInterval: 1_000,
+  /** Several agents behind one IP (dev clusters, NAT) are normal here, not a Sybil attack. */
+  scoreParams: { IPColocationFactorWeight: 0 },
+  /** Messages are signed with the agent's key (StrictSign, the default) and checked on receipt. */
+  globalSignaturePolicy: 'StrictSign',
+} as const satisfies Partial<GossipsubOpts>;
+
+const MiB = 1024 * 1024;
+
+/** The unsigned LEB128 varint of `n` followed by `payload`. */
+export function encodeFrame(payload: Uint8Array): Uint8Array {
+  let n = payload.length;
+  let prefix = 1;
+  for (let v = n; v >= 0x80; v = Math.floor(v / 0x80)) prefix++;
+  const out = new Uint8Array(prefix + payload.length);
+  let i = 0;
+  while (n >= 0x80) {
+    out[i++] = (n % 0x80) | 0x80;
+    n = Math.floor(n / 0x80);
+  }
+  out[i++] = n;
+  out.set(payload, i);
+  return out;
+}
+
+/**
+ * Splits an inbound byte stream into frames. Holds at most one frame's body (≤ `maxFrameBytes`) and
+ * a few header bytes: an oversize length is refused before any of its body is buffered.
+ */
+export class FrameDecoder {
+  private readonly maxFrameBytes: number;
+  private length = 0;
+  private shift = 0;
+  private body: Uint8Array | undefined;
+  private filled = 0;
+
+  constructor(maxFrameBytes: number) {
+    this.maxFrameBytes = maxFrameBytes;
+  }
+
+  /** Feeds `chunk`, calling `onFrame` for each complete frame; a fault means the stream is unusable. */
+  push(chunk: Uint8Array, onFrame: (frame: Uint8Array) => void): FrameFault | undefined {
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.body === undefined) {
+        const b = chunk[i++];
+        // A varint of a length ≤ 2^31 has at most 5 bytes; a 5th byte with the high bit set is garbage.
+        if (this.shift === 28 && b & 0x80) return 'malformed';
+        this.length += (b & 0x7f) * 2 ** this.shift;
+        this.shift += 7;
+        if (this.length > this.maxFrameBytes) return 'oversize';
+        if (b & 0x80) continue;
+        if (b === 0 && this.shift > 7) return 'malformed'; // non-minimal encoding
+        this.body = new Uint8Array(this.length);
+        this.filled = 0;
+      } else {
+        const n = Math.min(this.body.length - this.filled, chunk.length - i);
+        this.body.set(chunk.subarray(i, i + n), this.filled);
+        this.filled += n;
+        i += n;
+      }
+      if (this.body !== undefined && this.filled === this.body.length) {
+        const frame = this.body;
+        this.body = undefined;
+        this.length = 0;
+        this.shift = 0;
+        onFrame(frame);
+      }
+    }
+    return undefined;
+  }
+}
+
+interface Endpoint {
+  ip: string;
+  family: 4 | 6;
+  port: number;
+}
+
+function isWildcard(ip: string): boolean {
+  return ip === '0.0.0.0' || ip === '::';
+}
+
+/** "ip:port" or "[ip6]:port" → its parts, or undefined if it is not one. */
+export function parseGossipAddr(addr: string): Endpoint | undefined {
+  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(addr) ?? /^([^:]+):(\d{1,5})$/.exec(addr);
+  if (!m) return undefined;
+  const family = isIP(m[1]);
+  const port = Number(m[2]);
+  if (family === 0 || port < 1 || port > 65_535) return undefined;
+  return { ip: m[1], family: family as 4 | 6, port };
+}
+
+export function formatGossipAddr(ip: string, port: number): string {
+  return isIP(ip) === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+function toMultiaddr(e: Endpoint): Multiaddr {
+  return multiaddr(`/ip${e.family}/${e.ip}/tcp/${e.port}`);
+}
+
+/** The "ip:port" of a `/ip4|ip6/…/tcp/…` multiaddr (anything after is ignored), else undefined. */
+function gossipAddrOf(ma: Multiaddr): string | undefined {
+  const [ip, port] = ma.getComponents();
+  if ((ip?.name !== 'ip4' && ip?.name !== 'ip6') || port?.name !== 'tcp') return undefined;
+  if (ip.value === undefined || port.value === undefined) return undefined;
+  return formatGossipAddr(ip.value, Number(port.value));
+}
+
+/** libp2p's printf-style debug logs, rendered into pino: `log`/`trace` at trace, `error` at debug. */
+function pinoComponentLogger(log: Logger): ComponentLogger {
+  const show = (v: unknown, conv: string): string => {
+    if (v instanceof Error) return v.message;
+    if (typeof v === 'object' && v !== null && (conv === 'o' || conv === 'O' || conv === 'j')) {
+      return inspect(v, { depth: 2, breakLength: Number.POSITIVE_INFINITY });
+    }
+    return String(v);
+  };
+  const render = (fmt: unknown, args: unknown[]): string => {
+    if (typeof fmt !== 'string') return [fmt, ...args].map((a) => show(a, 's')).join(' ');
+    let i = 0;
+    const text = fmt.replace(/%([a-zA-Z%])/g, (m, conv: string) =>
+      conv === '%' ? '%' : i < args.length ? show(args[i++], conv) : m,
+    );
+    const rest = args.slice(i).map((a) => show(a, 's'));
+    return rest.length > 0 ? `${text} ${rest.join(' ')}` : text;
+  };
+  const make = (component: string): Libp2pLogger => {
+    const write = (fmt: unknown, ...args: unknown[]) => {
+      if (log.isLevelEnabled('trace')) log.trace({ libp2p: component }, render(fmt, args));
+    };
+    const logger = Object.assign(write, {
+      error: (fmt: unknown, ...args: unknown[]) => {
+        if (log.isLevelEnabled('debug')) log.debug({ libp2p: component }, render(fmt, args));
+      },
+      trace: write,
+      newScope: (name: string) => make(`${component}:${name}`),
+    });
+    Object.defineProperty(logger, 'enabled', { get: () => log.isLevelEnabled('trace') });
+    return logger as unknown as Libp2pLogger;
+  };
+  return { forComponent: make };
+}
+
+/** Frames waiting for one destination, and the stream they go out on. */
+interface Channel {
+  readonly addr: string;
+  readonly target: Multiaddr;
+  queue: Uint8Array[];
+  queuedBytes: number;
+  stream: Stream | undefined;
+  opening: boolean;
+  draining: boolean;
+}
+
+class Libp2pGossipHost implements GossipHost {
+  addr = '';
+  peerId = '';
+  private readonly opts: GossipHostOptions;
+  private readonly log: Logger;
+  private readonly dialTimeoutMs: number;
+  private readonly sendQueueBytes: number;
+  private readonly sendQueueFrames: number;
+  private readonly topics: Set<string>;
+  private readonly shutdown = new AbortController();
+  private node: Libp2p<{ pubsub: GossipSub }> | undefined;
+  private stopping: Promise<void> | undefined;
+  private readonly channels = new Map<string, Channel>();
+  /** Gossip address → peer ID, from identify (what each connected peer says it listens on). */
+  private readonly addrPeer = new Map<string, string>();
+  private readonly peerAddrs = new Map<string, string[]>();
+  private readonly counters = new Map<string, number>();
+  private readonly messageHandlers: Array<(bytes: Uint8Array) => void> = [];
+  private readonly topicHandlers: Array<(topic: string, bytes: Uint8Array) => void> = [];
+  private readonly unreachableHandlers: Array<(addr: string) => void> = [];
+
+  constructor(opts: GossipHostOptions) {
+    this.opts = opts;
+    this.log = opts.logger;
+    this.dialTimeoutMs = opts.dialTimeoutMs ?? 5_000;
+    this.sendQueueBytes = opts.sendQueueBytes ?? Math.max(MiB, 4 * (opts.maxFrameBytes + 5));
+    this.sendQueueFrames = opts.sendQueueFrames ?? 1_024;
+    this.topics = new Set(opts.topics);
+    if (!Number.isInteger(opts.maxFrameBytes) || opts.maxFrameBytes < 1 || opts.maxFrameBytes > 2 ** 31) {
+      throw new GossipConfigError(
+        `gossip: maxFrameBytes must be an integer in 1..2^31, got ${opts.maxFrameBytes}`,
+      );
+    }
+    if (this.sendQueueBytes < opts.maxFrameBytes + 5 || this.sendQueueFrames < 1) {
+      throw new GossipConfigError('gossip: the send queue must hold at least one frame of maxFrameBytes');
+    }
+  }
+
+  async start(): Promise<void> {
+    const { bind, port, privateKey, psk, maxFrameBytes } = this.opts;
+    const bindFamily = isIP(bind);
+    if (bindFamily === 0) throw new GossipConfigError(`gossip: bind address "${bind}" is not an IP`);
+    const advertise = this.opts.advertise ?? bind;
+    const advFamily = isIP(advertise);
+    if (advFamily === 0) throw new GossipConfigError(`gossip: advertise address "${advertise}" is not an IP`);
+    if (isWildcard(advertise)) {
+      throw new GossipConfigError(`gossip: cannot advertise ${advertise}; set an advertise address`);
+    }
+    if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+      throw new GossipConfigError(`gossip: port ${port} is out of range`);
+    }
+    let listenPort = port;
+    const self = peerIdFromPrivateKey(privateKey).toString();
+    const maxRpcBytes = Math.max(4 * MiB, 16 * (maxFrameBytes + 1024));
+    const dialOpts = isWildcard(bind) ? {} : ({ localAddress: bind } as TCPSocketOptions);
+    const node = await createLibp2p({
+      start: false,
+      privateKey,
+      nodeInfo: { name: 'meshd', version: VERSION },
+      logger: pinoComponentLogger(this.log),
+      addresses: {
+        listen: [`/ip${bindFamily}/${bind}/tcp/${port}`],
+        // Only the advertise address, with the port the listener really got.
+        announceFilter: () =>
+          listenPort === 0 ? [] : [multiaddr(`/ip${advFamily}/${advertise}/tcp/${listenPort}/p2p/${self}`)],
+      },
+      transports: [tcp({ dialOpts })],
+      connectionProtector: psk ? preSharedKey({ psk }) : undefined,
+      connectionEncrypters: [noise()],
+      streamMuxers: [
+        yamux({
+          // meshd frames, gossipsub, identify, ping: a handful of streams per connection.
+          maxInboundStreams: 32,
+          maxOutboundStreams: 32,
+          // The window stays at its 256 KiB minimum: gossip is many small messages, not bulk data.
+          streamOptions: { maxStreamWindowSize: 256 * 1024 },
+        }),
+      ],
+      connectionGater: {
+        // Dial nothing but the TCP gossip addresses we are asked to send to.
+        denyDialMultiaddr: (ma) => gossipAddrOf(ma) === undefined,
+      },
+      connectionManager: {
+        maxConnections: this.opts.maxConnections ?? 1_200,
+        dialTimeout: this.dialTimeoutMs,
+        inboundUpgradeTimeout: this.dialTimeoutMs,
+        // Per remote IP per second; several agents may share one IP (dev clusters) and restart together.
+        inboundConnectionThreshold: 64,
+        maxIncomingPendingConnections: 64,
+      },
+      // Pings every connection; a peer that stops answering has its connection aborted, which
+      // reaches `onUnreachable` for the streams we send on.
+      connectionMonitor: { enabled: true, pingInterval: 10_000 },
+      services: {
+        identify: identify(),
+        ping: ping(),
+        pubsub: gossipsub({
+          ...GOSSIPSUB_LAN,
+          maxInboundDataLength: maxRpcBytes,
+          maxOutboundBufferSize: 2 * maxRpcBytes,
+        }),
+      },
+    });
+    this.node = node;
+    this.peerId = node.peerId.toString();
+    node.addEventListener('transport:listening', (evt) => {
+      for (const ma of evt.detail.getAddrs()) {
+        const a = gossipAddrOf(ma);
+        if (a) listenPort = parseGossipAddr(a)?.port ?? listenPort;
+      }
+    });
+    node.addEventListener('peer:identify', (evt) =>
+      this.learnAddrs(evt.detail.peerId.toString(), evt.detail.listenAddrs),
+    );
+    node.addEventListener('peer:disconnect', (evt) => this.forgetPeer(evt.detail.toString()));
+    await node.handle(GOSSIP_PROTOCOL, (stream, conn) => this.accept(stream, conn), {
+      maxInboundStreams: 8,
+      maxOutboundStreams: 8,
+    });
+    const pubsub = node.services.pubsub;
+    pubsub.addEventListener('message', (evt) => {
+      const { topic, data } = evt.detail;
+      if (!this.topics.has(topic)) return;
+      this.count('topic.in');
+      for (const h of this.topicHandlers) this.deliver(() => h(topic, data));
+    });
+    for (const topic of this.topics) {
+      pubsub.topicValidators.set(topic, (_peer, msg) => {
+        if (msg.data.length <= maxFrameBytes) return TopicValidatorResult.Accept;
+        this.count('dropped.topic_oversize');
+        return TopicValidatorResult.Reject;
+      });
+    }
+    try {
+      await node.start();
+    } catch (err) {
+      try {
+        await node.stop();
+      } catch {
+        // the start error is the one worth reporting
+      }
+      throw err;
+    }
+    if (listenPort === 0) {
+      await node.stop();
+      throw new GossipConfigError(`gossip: could not learn the port listened on at ${bind}`);
+    }
+    this.addr = formatGossipAddr(advertise, listenPort);
+    for (const topic of this.topics) pubsub.subscribe(topic);
+    this.log.debug(
+      { addr: this.addr, peerId: this.peerId, encrypted: psk !== undefined },
+      'gossip host listening',
+    );
+  }
+
+  send(to: string, bytes: Uint8Array): void {
+    try {
+      if (this.stopping) {
+        this.count('dropped.stopped');
+        return;
+      }
+      if (bytes.length > this.opts.maxFrameBytes) {
+        this.count('dropped.oversize_out');
+        return;
+      }
+      if (to === this.addr) {
+        this.count('dropped.self');
+        return;
+      }
+      let ch = this.channels.get(to);
+      if (!ch) {
+        const e = parseGossipAddr(to);
+        if (!e) {
+          this.count('dropped.bad_addr');
+          return;
+        }
+        ch = {
+          addr: to,
+          target: toMultiaddr(e),
+          queue: [],
+          queuedBytes: 0,
+          stream: undefined,
+          opening: false,
+          draining: false,
+        };
+        this.channels.set(to, ch);
+      }
+      const frame = encodeFrame(bytes);
+      ch.queue.push(frame);
+      ch.queuedBytes += frame.length;
+      while (ch.queue.length > this.sendQueueFrames || ch.queuedBytes > this.sendQueueBytes) {
+        ch.queuedBytes -= ch.queue.shift()!.length;
+        this.count('dropped.queue');
+      }
+      if (ch.stream) this.flush(ch);
+      else if (!ch.opening) void this.open(ch);
+    } catch (err) {
+      this.count('dropped.error');
+      this.log.error({ err, to }, 'gossip send failed');
+    }
+  }
+
+  publish(topic: string, bytes: Uint8Array): void {
+    const pubsub = this.node?.services.pubsub;
+    if (this.stopping || !pubsub) {
+      this.count('dropped.stopped');
+      return;
+    }
+    if (bytes.length > this.opts.maxFrameBytes) {
+      this.count('dropped.oversize_out');
+      return;
+    }
+    pubsub.publish(topic, bytes).then(
+      () => this.count('topic.out'),
+      (err: unknown) => {
+        this.count('dropped.publish');
+        this.log.debug({ err, topic }, 'gossip publish failed');
+      },
+    );
+  }
+
+  onMessage(handler: (bytes: Uint8Array) => void): void {
+    this.messageHandlers.push(handler);
+  }
+
+  onTopicMessage(handler: (topic: string, bytes: Uint8Array) => void): void {
+    this.topicHandlers.push(handler);
+  }
+
+  onUnreachable(handler: (addr: string) => void): void {
+    this.unreachableHandlers.push(handler);
+  }
+
+  stats(): Record<string, number> {
+    const all = new Map(this.counters);
+    const connections = this.node?.getConnections() ?? [];
+    all.set('connections', connections.length);
+    all.set('peers', new Set(connections.map((c) => c.remotePeer.toString())).size);
+    all.set('channels', this.channels.size);
+    let queued = 0;
+    for (const ch of this.channels.values()) queued += ch.queue.length;
+    all.set('queued.frames', queued);
+    return Object.fromEntries([...all.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    this.shutdown.abort();
+    for (const ch of this.channels.values()) {
+      ch.queue = [];
+      ch.queuedBytes = 0;
+    }
+    this.channels.clear();
+    await this.node?.stop();
+    this.log.debug({ addr: this.addr }, 'gossip host stopped');
+  }
+
+  private count(key: string, n = 1): void {
+    this.counters.set(key, (this.counters.get(key) ?? 0) + n);
+  }
+
+  private deliver(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.log.error({ err }, 'gossip message handler threw');
+    }
+  }
+
+  private learnAddrs(peer: string, addrs: Multiaddr[]): void {
+    const mine = addrs.map(gossipAddrOf).filter((a): a is string => a !== undefined);
+    for (const old of this.peerAddrs.get(peer) ?? []) {
+      if (this.addrPeer.get(old) === peer) this.addrPeer.delete(old);
+    }
+    for (const a of mine) this.addrPeer.set(a, peer);
+    this.peerAddrs.set(peer, mine);
+  }
+
+  private forgetPeer(peer: string): void {
+    for (const a of this.peerAddrs.get(peer) ?? []) {
+      if (this.addrPeer.get(a) === peer) this.addrPeer.delete(a);
+    }
+    this.peerAddrs.delete(peer);
+  }
+
+  /** An open connection to whoever listens at `addr`, in either direction, if identify told us of one. */
+  private existingConnection(addr: string): Connection | undefined {
+    const peer = this.addrPeer.get(addr);
+    if (peer === undefined || !this.node) return undefined;
+    return this.node.getConnections().find((c) => c.status === 'open' && c.remotePeer.toString() === peer);
+  }
+
+  private async open(ch: Channel): Promise<void> {
+    const node = this.node!;
+    ch.opening = true;
+    const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.dialTimeoutMs)]);
+    let stream: Stream;
+    try {
+      const conn = this.existingConnection(ch.addr) ?? (await node.dial(ch.target, { signal }));
+      stream = await conn.newStream(GOSSIP_PROTOCOL, { signal });
+    } catch (err) {
+      ch.opening = false;
+      if (!this.stopping) this.fail(ch, 'dropped.dial', err);
+      return;
+    }
+    ch.opening = false;
+    if (this.stopping || this.channels.get(ch.addr) !== ch) {
+      stream.abort(new Error('gossip host stopping'));
+      return;
+    }
+    ch.stream = stream;
+    stream.addEventListener('close', (evt) => {
+      if (this.stopping || ch.stream !== stream) return;
+      this.fail(
+        ch,
+        'dropped.write',
+        (evt as StreamCloseEvent).error ?? new Error('stream closed by the remote'),
+      );
+    });
+    if (stream.status !== 'open') {
+      this.fail(ch, 'dropped.write', new Error('stream closed while opening'));
+      return;
+    }
+    this.flush(ch);
+  }
+
+  private flush(ch: Channel): void {
+    const stream = ch.stream;
+    if (!stream || ch.draining) return;
+    while (ch.queue.length > 0) {
+      const frame = ch.queue.shift()!;
+      ch.queuedBytes -= frame.length;
+      let more: boolean;
+      try {
+        more = stream.send(frame);
+      } catch (err) {
+        this.count('dropped.write');
+        this.fail(ch, 'dropped.write', err);
+        return;
+      }
+      this.count('frames.out');
+      this.count('bytes.out', frame.length);
+      if (!more) {
+        ch.draining = true;
+        stream.onDrain({ signal: this.shutdown.signal }).then(
+          () => {
+            ch.draining = false;
+            if (ch.stream === stream) this.flush(ch);
+          },
+          () => {
+            ch.draining = false; // closed or stopping: the close listener reports it
+          },
+        );
+        return;
+      }
+    }
+  }
+
+  /** Drops what `ch` still holds (counted under `counter`), forgets it, reports its address unreachable. */
+  private fail(ch: Channel, counter: string, err: unknown): void {
+    if (this.channels.get(ch.addr) === ch) this.channels.delete(ch.addr);
+    const stream = ch.stream;
+    ch.stream = undefined;
+    if (stream && stream.status === 'open') stream.abort(err instanceof Error ? err : new Error(String(err)));
+    if (ch.queue.length > 0) this.count(counter, ch.queue.length);
+    ch.queue = [];
+    ch.queuedBytes = 0;
+    this.count('unreachable');
+    this.log.debug(
+      { addr: ch.addr, err: err instanceof Error ? err.message : String(err) },
+      'gossip peer unreachable',
+    );
+    for (const h of this.unreachableHandlers) this.deliver(() => h(ch.addr));
+  }
+
+  private accept(stream: Stream, conn: Connection): void {
+    const decoder = new FrameDecoder(this.opts.maxFrameBytes);
+    let dead = false;
+    const onFrame = (frame: Uint8Array) => {
+      this.count('frames.in');
+      for (const h of this.messageHandlers) this.deliver(() => h(frame));
+    };
+    stream.addEventListener('message', (evt) => {
+      if (dead) return;
+      const chunks = evt.data instanceof Uint8Array ? [evt.data] : [...evt.data];
+      for (const chunk of chunks) {
+        this.count('bytes.in', chunk.length);
+        const fault = decoder.push(chunk, onFrame);
+        if (fault === undefined) continue;
+        dead = true;
+        this.count(`dropped.${fault}`);
+        this.log.warn(
+          { peer: conn.remotePeer.toString(), remote: conn.remoteAddr.toString(), fault },
+          'gossip frame refused; resetting the stream',
+        );
+        stream.abort(new Error(`gossip frame refused: ${fault}`));
+        return;
+      }
+    });
+  }
+}
+
+/** Starts a gossip host listening on `bind:port` and joined to `topics`. */
+export async function startGossipHost(opts: GossipHostOptions): Promise<GossipHost> {
+  const host = new Libp2pGossipHost(opts);
+  await host.start();
+  return host;
+}

@@ -1,0 +1,368 @@
+/**
+ * The gossip membership of one agent: the SWIM core (`core/`) driven by real time over the libp2p
+ * host (`host.ts`). This is the only place where the core meets timers and sockets:
+ * - every input (a frame, a broadcast, a timer, a join, a leave) goes into the core, then
+ *   {@link Membership.#flush} sends what it queued and hands its events to listeners;
+ * - one timer is kept armed for the core's next deadline;
+ * - a connection that drops, or a dial that fails, is passed on as a hint so the member is
+ *   probed at once (a killed process is noticed in one probe timeout, not one probe round).
+ */
+
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import type { Logger } from 'pino';
+import { type SwimConfig, swimProfile } from './core/config.ts';
+import { Swim } from './core/swim.ts';
+import type { Member, MemberInfo, MembershipEvent } from './core/types.ts';
+import { type GossipHost, startGossipHost } from './host.ts';
+import { loadOrCreateIdentity } from './identity.ts';
+import { pskFromGossipKey } from './key.ts';
+import { decodeMessage, encodeMessage, MAX_FRAME_BYTES } from './wire.ts';
+
+export type { Member, MembershipEvent } from './core/types.ts';
+
+export interface MembershipInit {
+  nodeName: string;
+  nodeId: string;
+  datacenter: string;
+  /** IP the gossip host listens on. */
+  bind: string;
+  /** IP other agents reach this one at. */
+  advertise: string;
+  /** 0 picks a free port (tests). */
+  port: number;
+  /** Base64 cluster key (`encrypt`); undefined: noise-encrypted, but anyone may join. */
+  encrypt: string | undefined;
+  /** Keeps the libp2p identity; undefined (dev) makes a fresh one. */
+  dataDir: string | undefined;
+  tags: Record<string, string>;
+  profile: 'lan' | 'wan' | 'local';
+  /** Overrides of the profile's timings (Consul's `gossip_lan` block). */
+  overrides?: Partial<SwimConfig>;
+  logger: Logger;
+}
+
+/** Consul's join error text for an address that did not answer. */
+export class JoinError extends Error {
+  override name = 'JoinError';
+}
+
+/** How long a join waits for the push-pull answer of one address (memberlist's TCPTimeout). */
+const JOIN_TIMEOUT_MS = 10_000;
+/** After a graceful leave, how long the leave message gets to spread before the host stops. */
+const LEAVE_PROPAGATE_MS = 1_000;
+
+/** "host", "host:port", "[v6]:port" → "ip:port" (names resolved), `defaultPort` when none given. */
+export async function resolveGossipAddress(addr: string, defaultPort: number): Promise<string> {
+  let host = addr;
+  let port = defaultPort;
+  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(addr);
+  if (v6) {
+    host = v6[1];
+    if (v6[2]) port = Number(v6[2]);
+  } else if ((addr.match(/:/g) ?? []).length === 1) {
+    const i = addr.lastIndexOf(':');
+    host = addr.slice(0, i);
+    port = Number(addr.slice(i + 1));
+  }
+  if (!Number.isInteger(port) || port < 1 || port > 65_535) throw new JoinError(`invalid port in ${addr}`);
+  if (host === '') throw new JoinError(`missing host in ${addr}`);
+  if (isIP(host) === 0) {
+    try {
+      host = (await lookup(host)).address;
+    } catch {
+      throw new JoinError(`cannot resolve ${host}`);
+    }
+  }
+  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** "ip:port" / "[v6]:port" → its parts. */
+export function splitAddr(addr: string): { ip: string; port: number } {
+  const i = addr.lastIndexOf(':');
+  return { ip: addr.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(addr.slice(i + 1)) };
+}
+
+type Listener = (e: MembershipEvent) => void;
+
+export class Membership {
+  readonly #swim: Swim;
+  readonly #host: GossipHost;
+  readonly #log: Logger;
+  readonly #membersTopic: string;
+  readonly #listeners = new Set<Listener>();
+  readonly #joinWaiters = new Map<string, Set<(r: Error | number) => void>>();
+  readonly #topicHandlers = new Map<string, (bytes: Uint8Array) => void>();
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt = Number.POSITIVE_INFINITY;
+  #stopped = false;
+  #left = false;
+  readonly counters = { malformed: 0 };
+
+  private constructor(swim: Swim, host: GossipHost, membersTopic: string, logger: Logger) {
+    this.#swim = swim;
+    this.#host = host;
+    this.#membersTopic = membersTopic;
+    this.#log = logger;
+  }
+
+  /** Starts the host (binding the gossip port) and the protocol; joins nobody yet. */
+  static async start(init: MembershipInit, extraTopics: string[] = []): Promise<Membership> {
+    const log = init.logger.child({ component: 'gossip' });
+    const membersTopic = `meshd/${init.datacenter}/members/1`;
+    const host = await startGossipHost({
+      bind: init.bind,
+      port: init.port,
+      advertise: init.advertise,
+      psk: init.encrypt === undefined ? undefined : pskFromGossipKey(init.encrypt),
+      privateKey: await loadOrCreateIdentity(init.dataDir),
+      maxFrameBytes: MAX_FRAME_BYTES,
+      logger: log,
+      topics: [membersTopic, ...extraTopics],
+    });
+    const self: MemberInfo = { name: init.nodeName, id: init.nodeId, addr: host.addr, meta: init.tags };
+    const swim = new Swim({
+      self,
+      config: { ...swimProfile(init.profile), ...init.overrides },
+      random: Math.random,
+      now: performance.now(),
+    });
+    const m = new Membership(swim, host, membersTopic, log);
+    host.onMessage((bytes) => m.#receive(bytes));
+    host.onTopicMessage((topic, bytes) => {
+      if (topic === membersTopic) m.#receive(bytes);
+      else m.#topicHandlers.get(topic)?.(bytes);
+    });
+    host.onUnreachable((addr) => m.#unreachable(addr));
+    m.#flush();
+    log.info({ addr: host.addr, peerId: host.peerId }, 'gossip started');
+    return m;
+  }
+
+  /** This agent's gossip address, "ip:port". */
+  get addr(): string {
+    return this.#host.addr;
+  }
+
+  get left(): boolean {
+    return this.#left;
+  }
+
+  members(): Member[] {
+    return this.#swim.members();
+  }
+
+  self(): Member {
+    return this.#swim.self();
+  }
+
+  stats(): Record<string, number> {
+    return { ...this.#swim.stats(), ...this.#host.stats(), 'dropped.undecodable': this.counters.malformed };
+  }
+
+  /** Listens to membership changes; returns the unsubscribe function. */
+  on(listener: Listener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Receives the frames published on `topic` (e.g. user events); the host joined it at start. */
+  onTopic(topic: string, handler: (bytes: Uint8Array) => void): void {
+    this.#topicHandlers.set(topic, handler);
+  }
+
+  publish(topic: string, bytes: Uint8Array): void {
+    this.#host.publish(topic, bytes);
+  }
+
+  /**
+   * Joins through each address (push-pull with it); resolves with how many answered, as Consul's
+   * join does. Rejects with every address's error when none did.
+   */
+  async join(addrs: string[], defaultPort: number): Promise<number> {
+    const errors: string[] = [];
+    const targets: string[] = [];
+    for (const a of addrs) {
+      try {
+        targets.push(await resolveGossipAddress(a, defaultPort));
+      } catch (err) {
+        errors.push(`Failed to resolve ${a}: ${(err as Error).message}`);
+      }
+    }
+    const answers = await Promise.all(
+      targets.map(async (addr) => {
+        if (addr === this.addr) return 1; // joining oneself is a no-op success, as memberlist's
+        const r = await this.#awaitJoin(addr);
+        if (r instanceof Error) {
+          errors.push(`Failed to join ${addr}: ${r.message}`);
+          return 0;
+        }
+        return 1;
+      }),
+    );
+    const joined = answers.reduce<number>((a, b) => a + b, 0);
+    if (joined === 0 && addrs.length > 0) {
+      throw new JoinError(
+        `${errors.length} error${errors.length === 1 ? '' : 's'} occurred:\n\t* ${errors.join('\n\t* ')}\n\n`,
+      );
+    }
+    return joined;
+  }
+
+  /**
+   * `-retry-join`: tries every `intervalMs` until one address answers or `signal` aborts; then the
+   * protocol itself keeps the agent in the cluster.
+   */
+  async retryJoin(
+    addrs: string[],
+    defaultPort: number,
+    intervalMs: number,
+    signal: AbortSignal,
+  ): Promise<void> {
+    for (let attempt = 1; !signal.aborted && !this.#stopped; attempt++) {
+      try {
+        const n = await this.join(addrs, defaultPort);
+        this.#log.info({ joined: n, attempt }, 'joined the cluster');
+        return;
+      } catch (err) {
+        this.#log.warn(
+          { err: (err as Error).message, attempt, retryInMs: intervalMs },
+          'join failed; retrying',
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, intervalMs);
+        signal.addEventListener(
+          'abort',
+          () => {
+            clearTimeout(t);
+            resolve();
+          },
+          { once: true },
+        );
+      });
+    }
+  }
+
+  /** Changes this agent's tags (Consul does it on reload); spreads with a new incarnation. */
+  setTags(tags: Record<string, string>): void {
+    this.#swim.setMeta(tags, performance.now());
+    this.#flush();
+  }
+
+  /** Serf's force-leave: a failed member becomes left (prune: forgotten now). */
+  forceLeave(name: string, prune: boolean): boolean {
+    const done = this.#swim.forceLeave(name, performance.now(), prune);
+    this.#flush();
+    return done;
+  }
+
+  /** Graceful leave: tells the cluster, gives the message time to spread. The host keeps running. */
+  async leave(): Promise<void> {
+    if (this.#left || this.#stopped) return;
+    this.#left = true;
+    this.#swim.leave(performance.now());
+    this.#flush();
+    const others = this.members().filter((m) => m.name !== this.self().name && m.status === 'alive');
+    if (others.length > 0) await new Promise((r) => setTimeout(r, LEAVE_PROPAGATE_MS));
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    for (const waiters of this.#joinWaiters.values()) for (const w of waiters) w(new Error('agent stopping'));
+    this.#joinWaiters.clear();
+    await this.#host.stop();
+  }
+
+  #awaitJoin(addr: string): Promise<Error | number> {
+    return new Promise((resolve) => {
+      let waiters = this.#joinWaiters.get(addr);
+      if (!waiters) {
+        waiters = new Set();
+        this.#joinWaiters.set(addr, waiters);
+      }
+      const done = (r: Error | number) => {
+        clearTimeout(timer);
+        waiters.delete(done);
+        if (waiters.size === 0) this.#joinWaiters.delete(addr);
+        resolve(r);
+      };
+      const timer = setTimeout(() => done(new Error('i/o timeout')), JOIN_TIMEOUT_MS);
+      waiters.add(done);
+      this.#swim.join([addr], performance.now());
+      this.#flush();
+    });
+  }
+
+  #receive(bytes: Uint8Array): void {
+    if (this.#stopped) return;
+    let message: ReturnType<typeof decodeMessage>;
+    try {
+      message = decodeMessage(bytes);
+    } catch (err) {
+      this.counters.malformed++;
+      this.#log.debug({ err: (err as Error).message }, 'dropped an undecodable gossip frame');
+      return;
+    }
+    this.#swim.receive(message, performance.now());
+    this.#flush();
+  }
+
+  #unreachable(addr: string): void {
+    if (this.#stopped) return;
+    const waiters = this.#joinWaiters.get(addr);
+    if (waiters) for (const w of [...waiters]) w(new Error('connection refused'));
+    this.#swim.hintUnreachable(addr, performance.now());
+    this.#flush();
+  }
+
+  #tick(): void {
+    this.#timer = undefined;
+    this.#timerAt = Number.POSITIVE_INFINITY;
+    if (this.#stopped) return;
+    this.#swim.tick(performance.now());
+    this.#flush();
+  }
+
+  /** Sends what the core queued, delivers its events, re-arms the timer for its next deadline. */
+  #flush(): void {
+    if (this.#stopped) return;
+    const { messages, broadcasts, events } = this.#swim.drain();
+    for (const m of messages) this.#host.send(m.to, encodeMessage(m.message));
+    for (const b of broadcasts) this.#host.publish(this.#membersTopic, encodeMessage(b));
+    for (const e of events) {
+      if (e.type === 'join-ack') {
+        const waiters = this.#joinWaiters.get(e.addr);
+        if (waiters) for (const w of [...waiters]) w(e.members);
+        continue;
+      }
+      if (e.type === 'conflict') {
+        this.#log.error(
+          { name: e.other.name, existing: e.existing.id, other: e.other.id },
+          'member name conflict: the older member keeps the name',
+        );
+      } else {
+        this.#log.info(
+          { member: e.member.name, addr: e.member.addr, status: e.member.status },
+          `member ${e.type}`,
+        );
+      }
+      for (const l of this.#listeners) {
+        try {
+          l(e);
+        } catch (err) {
+          this.#log.error({ err }, 'membership listener failed');
+        }
+      }
+    }
+    const at = this.#swim.nextDeadline();
+    if (at < this.#timerAt) {
+      if (this.#timer) clearTimeout(this.#timer);
+      this.#timerAt = at;
+      this.#timer = setTimeout(() => this.#tick(), Math.max(0, at - performance.now()));
+      this.#timer.unref();
+    }
+  }
+}

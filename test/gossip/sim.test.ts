@@ -1,0 +1,141 @@
+/**
+ * The gossip core under the deterministic simulator (test/sim/gossip-sim.ts), LAN timings:
+ * mass join, failure detection within the bound the configuration implies, no false failures
+ * under 5% loss, refutation by paused and partitioned members, and exact replay from a seed.
+ */
+
+import test from 'ava';
+import { pushPullInterval } from '../../src/agent/gossip/core/config.ts';
+import { suspicionBounds } from '../../src/agent/gossip/core/suspicion.ts';
+import { GossipSim } from '../sim/gossip-sim.ts';
+
+/** Join convergence must take at most this many probe periods per doubling of the cluster. */
+const JOIN_PERIODS_PER_LOG2N = 1;
+
+function massJoin(sim: GossipSim, spreadMs = 1_000): void {
+  sim.start(0);
+  for (let i = 1; i < sim.nodes.length; i++) {
+    sim.run(sim.now + spreadMs / sim.nodes.length);
+    sim.start(i, [0]);
+  }
+}
+
+const converged = (sim: GossipSim) => () => sim.live().every((n) => n.view.size === sim.live().length);
+
+/**
+ * The detection bound for a killed member: some member probes it within a few probe intervals,
+ * the suspicion runs at most its maximum, and the verdict spreads in a few gossip rounds per
+ * doubling of the cluster.
+ */
+function detectionBoundMs(sim: GossipSim): number {
+  const c = sim.config;
+  const n = sim.nodes.length;
+  const b = suspicionBounds(c.suspicionMult, c.suspicionMaxTimeoutMult, n, c.probeIntervalMs);
+  return 3 * c.probeIntervalMs + b.maxMs + 4 * Math.log2(n) * c.gossipIntervalMs;
+}
+
+function joinAndKill(t: import('ava').ExecutionContext, n: number, kills: number, seed: number): void {
+  const sim = new GossipSim({ n, seed });
+  massJoin(sim);
+  const start = sim.now;
+  t.true(sim.run(start + 120_000, converged(sim)), 'mass join converged');
+  const periods = (sim.now - start) / sim.config.probeIntervalMs;
+  t.log(`N=${n}: converged ${periods.toFixed(1)} probe periods after the last start`);
+  t.true(periods <= JOIN_PERIODS_PER_LOG2N * Math.log2(n), `${periods} periods > ${Math.log2(n)}`);
+
+  const victims = new Set<string>();
+  while (victims.size < kills) victims.add(`m${1 + Math.floor(sim.rng.next() * (n - 1))}`);
+  for (const v of victims) sim.kill(Number(v.slice(1)));
+  const killedAt = sim.now;
+  const detected = () => sim.live().every((node) => [...victims].every((v) => !node.view.has(v)));
+  const bound = detectionBoundMs(sim);
+  t.true(sim.run(killedAt + bound, detected), `every live member saw every victim fail within ${bound} ms`);
+  const first = Math.min(...sim.failures.filter((f) => victims.has(f.subject)).map((f) => f.at)) - killedAt;
+  t.log(
+    `N=${n}: ${kills} killed; first failure after ${first.toFixed(0)} ms, all after ${(sim.now - killedAt).toFixed(0)} ms (bound ${bound.toFixed(0)} ms)`,
+  );
+  const falseFailures = sim.failures.filter((f) => !victims.has(f.subject));
+  t.deepEqual(falseFailures, [], 'no live member declared failed');
+  t.true(sim.live().every((node) => node.view.size === n - kills));
+}
+
+test('N=200: mass join converges in O(log N) probe periods; killed members are failed everywhere within the bound', (t) => {
+  joinAndKill(t, 200, 5, 200);
+});
+
+test('N=1000: mass join converges in O(log N) probe periods; killed members are failed everywhere within the bound', (t) => {
+  joinAndKill(t, 1000, 10, 1000);
+});
+
+test('N=200 without broadcasts: piggybacking and push-pull alone converge a mass join in O(log N) probe periods', (t) => {
+  const sim = new GossipSim({ n: 200, seed: 3, broadcasts: false });
+  massJoin(sim);
+  const start = sim.now;
+  t.true(sim.run(start + 120_000, converged(sim), 500));
+  const periods = (sim.now - start) / sim.config.probeIntervalMs;
+  t.log(`converged ${periods.toFixed(1)} probe periods after the last start`);
+  t.true(periods <= Math.log2(200), `${periods} periods`);
+});
+
+test('N=200 at 5% loss for 10 minutes: no live member is ever declared failed; every suspicion is refuted', (t) => {
+  const sim = new GossipSim({ n: 200, seed: 5, loss: 0.05, delayMs: [1, 20] });
+  massJoin(sim);
+  t.true(sim.run(sim.now + 120_000, converged(sim)), 'converged despite loss');
+  sim.run(sim.now + 10 * 60_000);
+  t.deepEqual(sim.failures, [], 'no false failure');
+  t.log(`${sim.suspicions.length} suspicions over 10 minutes, ${sim.messages} messages`);
+  // Every member still sees every other alive: each suspicion was refuted.
+  t.true(converged(sim)());
+});
+
+test('a paused member that gets suspected refutes when it resumes; a partitioned one rejoins after the heal', (t) => {
+  const sim = new GossipSim({ n: 30, seed: 7 });
+  massJoin(sim);
+  t.true(sim.run(sim.now + 60_000, converged(sim)));
+  // Paused longer than a probe round but shorter than the minimum suspicion timeout.
+  const c = sim.config;
+  const b = suspicionBounds(c.suspicionMult, c.suspicionMaxTimeoutMult, 30, c.probeIntervalMs);
+  sim.pause(7);
+  const pausedAt = sim.now;
+  t.true(
+    sim.run(pausedAt + b.minMs - 500, () =>
+      sim.suspicions.some((s) => s.subject === 'm7' && s.at >= pausedAt),
+    ),
+    'suspected while paused',
+  );
+  sim.run(pausedAt + b.minMs - 500);
+  sim.resume(7);
+  t.true(sim.run(sim.now + 10_000, converged(sim)), 'refuted: everyone sees m7 alive again');
+  t.deepEqual(
+    sim.failures.filter((f) => f.subject === 'm7'),
+    [],
+  );
+
+  // A partition longer than the suspicion: m9 is declared failed, and after the heal the
+  // reconnect push-pull brings it back (m9 refutes with a higher incarnation).
+  sim.partition([[9], sim.nodes.map((n) => n.index).filter((i) => i !== 9)]);
+  const detected = () => sim.live().every((n) => n.name === 'm9' || !n.view.has('m9'));
+  t.true(sim.run(sim.now + 120_000, detected), 'm9 failed on the majority side');
+  sim.heal();
+  const back = sim.now;
+  t.true(
+    sim.run(back + 2 * c.reconnectIntervalMs + pushPullInterval(c.pushPullIntervalMs, 30), converged(sim)),
+    'the partition healed',
+  );
+  t.log(`partition healed ${(sim.now - back).toFixed(0)} ms after the network did`);
+});
+
+test('the same seed replays the same run exactly', (t) => {
+  const run = () => {
+    const lines: string[] = [];
+    const sim = new GossipSim({ n: 40, seed: 42, loss: 0.05, trace: (l) => lines.push(l) });
+    massJoin(sim);
+    sim.run(sim.now + 20_000);
+    sim.kill(3);
+    sim.run(sim.now + 40_000);
+    return lines;
+  };
+  const a = run();
+  t.true(a.length > 40 * 39);
+  t.deepEqual(run(), a);
+});

@@ -1,0 +1,309 @@
+/**
+ * The membership rules of the SWIM core, one at a time, with messages passed by hand: incarnation
+ * precedence, refutation, suspicion timing and confirmations, awareness, the transmit limit,
+ * conflicts, force-leave, reaping, transport hints and join acknowledgements.
+ */
+
+import test from 'ava';
+import { Awareness } from '../../src/agent/gossip/core/awareness.ts';
+import { BroadcastQueue } from '../../src/agent/gossip/core/broadcast-queue.ts';
+import { LAN, pushPullInterval, retransmitLimit, swimProfile } from '../../src/agent/gossip/core/config.ts';
+import { Suspicion, suspicionBounds, suspicionTimeout } from '../../src/agent/gossip/core/suspicion.ts';
+import { Swim } from '../../src/agent/gossip/core/swim.ts';
+import type { GossipMessage, Update } from '../../src/agent/gossip/core/types.ts';
+import { Prng } from '../support/prng.ts';
+
+function swim(name: string, now = 0, seed = 1): Swim {
+  const rng = new Prng(seed);
+  return new Swim({
+    self: { name, id: `id-${name}`, addr: `${name}:8301`, meta: { role: 'node' } },
+    config: { ...LAN },
+    random: () => rng.next(),
+    now,
+  });
+}
+
+const alive = (name: string, inc: number, id = `id-${name}`): Update => ({
+  kind: 'alive',
+  name,
+  id,
+  addr: `${name}:8301`,
+  meta: { role: 'node' },
+  inc,
+});
+
+const gossip = (from: string, updates: Update[]): GossipMessage => ({
+  type: 'gossip',
+  from: { name: from, addr: `${from}:8301` },
+  updates,
+});
+
+const status = (s: Swim, name: string) => s.members().find((m) => m.name === name)?.status;
+const inc = (s: Swim, name: string) => s.members().find((m) => m.name === name)?.incarnation;
+
+test('suspicion timeout: starts at max, reaches min after k confirmations, never below', (t) => {
+  const b = suspicionBounds(4, 6, 10, 1_000);
+  t.deepEqual(b, { minMs: 4_000, maxMs: 24_000, k: 2 });
+  t.is(suspicionTimeout(b, 0), 24_000);
+  t.true(suspicionTimeout(b, 1) < 24_000 && suspicionTimeout(b, 1) > 4_000);
+  t.is(suspicionTimeout(b, 2), 4_000);
+  t.is(suspicionTimeout(b, 10), 4_000);
+  t.is(suspicionBounds(4, 6, 1, 1_000).minMs, 4_000, 'log10 scale floors at 1');
+  t.is(suspicionBounds(4, 6, 1_000, 1_000).minMs, 12_000);
+  const s = new Suspicion(100, b, 3, 'a');
+  t.false(s.confirm('a'), 'the accuser does not confirm itself');
+  t.true(s.confirm('b'));
+  t.false(s.confirm('b'), 'one confirmation per member');
+  t.is(s.confirmations, 1);
+  t.is(s.deadline(), 100 + suspicionTimeout(b, 1));
+});
+
+test('awareness scales timeouts within [1, max] and the profiles and scaling follow memberlist', (t) => {
+  const a = new Awareness(8);
+  t.is(a.scale(500), 500);
+  a.apply(3);
+  t.is(a.scale(500), 2_000);
+  a.apply(100);
+  t.is(a.score, 7);
+  a.apply(-100);
+  t.is(a.score, 0);
+  t.is(swimProfile('wan').probeIntervalMs, 5_000);
+  t.is(swimProfile('local').probeTimeoutMs, 200);
+  t.is(swimProfile('lan').reconnectTimeoutMs, 72 * 3_600_000);
+  t.is(pushPullInterval(30_000, 32), 30_000);
+  t.is(pushPullInterval(30_000, 64), 60_000);
+  t.is(retransmitLimit(4, 9), 4);
+  t.is(retransmitLimit(4, 10), 8);
+});
+
+test('the broadcast queue sends each update a limited number of times, least-sent first; newer replaces older', (t) => {
+  const q = new BroadcastQueue();
+  q.enqueue(alive('a', 1));
+  q.enqueue(alive('b', 1));
+  q.enqueue(alive('a', 2));
+  t.is(q.size, 2);
+  const first = q.take(1, 2);
+  t.is(first.length, 1);
+  const second = q.take(1, 2);
+  t.not(first[0].name, second[0].name, 'the unsent one goes next');
+  t.is(q.take(5, 2).length, 2);
+  t.is(q.size, 0, 'each was sent twice: gone');
+  q.enqueue(alive('a', 3));
+  t.deepEqual(q.take(5, 3), [alive('a', 3)]);
+});
+
+test('incarnations: alive overrides suspect only when newer; stale updates and unknown members are dropped and counted', (t) => {
+  const s = swim('me');
+  s.receive(gossip('x', [alive('x', 1)]), 0);
+  t.is(status(s, 'x'), 'alive');
+  s.receive(gossip('y', [{ kind: 'suspect', name: 'x', inc: 1, by: 'y' }]), 10);
+  t.is(status(s, 'x'), 'suspect');
+  s.receive(gossip('x', [alive('x', 1)]), 20);
+  t.is(status(s, 'x'), 'suspect', 'same incarnation does not clear a suspicion');
+  s.receive(gossip('x', [alive('x', 2)]), 30);
+  t.is(status(s, 'x'), 'alive');
+  s.receive(gossip('y', [{ kind: 'suspect', name: 'x', inc: 1, by: 'y' }]), 40);
+  t.is(status(s, 'x'), 'alive', 'a suspicion of an older incarnation is stale');
+  s.receive(gossip('y', [{ kind: 'dead', name: 'ghost', inc: 9, by: 'y' }]), 50);
+  t.is(status(s, 'ghost'), undefined);
+  const stats = s.stats();
+  t.true(stats['dropped.stale'] >= 2);
+  t.is(stats['dropped.unknown'], 1);
+  const events = s
+    .drain()
+    .events.map((e) =>
+      e.type === 'join-ack' || e.type === 'conflict' ? e.type : `${e.type}:${e.member.name}`,
+    );
+  t.deepEqual(events, ['join:x', 'suspect:x', 'alive:x']);
+});
+
+test('a member suspected or declared failed refutes with a higher incarnation, broadcast', (t) => {
+  const s = swim('me');
+  s.drain();
+  s.receive(gossip('y', [{ kind: 'suspect', name: 'me', inc: 1, by: 'y' }]), 0);
+  t.is(inc(s, 'me'), 2);
+  t.is(status(s, 'me'), 'alive');
+  let { broadcasts } = s.drain();
+  t.like(broadcasts[0].updates[0], { kind: 'alive', name: 'me', inc: 2 });
+  t.is(s.stats().awareness, 1, 'refuting raises awareness');
+  s.receive(gossip('y', [{ kind: 'dead', name: 'me', inc: 5, by: 'y' }]), 10);
+  t.is(inc(s, 'me'), 6);
+  ({ broadcasts } = s.drain());
+  t.like(broadcasts[0].updates[0], { kind: 'alive', name: 'me', inc: 6 });
+  s.receive(gossip('y', [{ kind: 'left', name: 'me', inc: 6 }]), 20);
+  t.is(inc(s, 'me'), 7, 'a force-leave of a live member is refuted too');
+});
+
+test('a probe without ack goes indirect, then suspects; the suspicion fires after its timeout and is confirmed faster', (t) => {
+  const s = swim('me');
+  for (const n of ['a', 'b', 'c', 'd']) s.receive(gossip(n, [alive(n, 1)]), 0);
+  s.drain();
+  // Run the clock until the first probe goes out.
+  let now = 0;
+  let ping: GossipMessage | undefined;
+  while (!ping) {
+    now = s.nextDeadline();
+    s.tick(now);
+    ping = s.drain().messages.find((m) => m.message.type === 'ping')?.message;
+  }
+  const target = (ping as Extract<GossipMessage, { type: 'ping' }>).target;
+  now += LAN.probeTimeoutMs;
+  s.tick(now);
+  const reqs = s.drain().messages.filter((m) => m.message.type === 'ping-req');
+  t.is(reqs.length, 3, 'IndirectChecks ping-reqs');
+  t.false(reqs.some((r) => r.to === `${target}:8301`));
+  now += LAN.probeIntervalMs;
+  s.tick(now);
+  t.is(status(s, target), 'suspect');
+  const out = s.drain();
+  t.true(out.broadcasts.some((b) => b.updates.some((u) => u.kind === 'suspect' && u.name === target)));
+  t.is(s.stats().awareness, 3, 'three missing nacks');
+  // Two independent confirmations bring the timeout down to the minimum.
+  const b = suspicionBounds(4, 6, 5, LAN.probeIntervalMs);
+  const others = ['a', 'b', 'c', 'd'].filter((n) => n !== target);
+  s.receive(gossip(others[0], [{ kind: 'suspect', name: target, inc: 1, by: others[0] }]), now);
+  s.receive(gossip(others[1], [{ kind: 'suspect', name: target, inc: 1, by: others[1] }]), now);
+  s.tick(now + b.minMs - 1);
+  t.is(status(s, target), 'suspect');
+  s.tick(now + b.minMs);
+  t.is(status(s, target), 'failed');
+  t.true(s.drain().events.some((e) => e.type === 'failed'));
+});
+
+test('an acked probe clears; a ping-req is relayed and answered by ack or nack', (t) => {
+  const s = swim('me');
+  s.receive(gossip('a', [alive('a', 1)]), 0);
+  s.drain();
+  s.receive(
+    {
+      type: 'ping-req',
+      seq: 77,
+      target: 'a',
+      targetAddr: 'a:8301',
+      from: { name: 'r', addr: 'r:8301' },
+      updates: [],
+    },
+    0,
+  );
+  const relayed = s.drain().messages[0];
+  t.is(relayed.to, 'a:8301');
+  const seq = (relayed.message as { seq: number }).seq;
+  s.receive({ type: 'ack', seq, from: { name: 'a', addr: 'a:8301' }, updates: [] }, 5);
+  t.like(s.drain().messages[0], { to: 'r:8301', message: { type: 'ack', seq: 77 } });
+  s.receive(
+    {
+      type: 'ping-req',
+      seq: 78,
+      target: 'a',
+      targetAddr: 'a:8301',
+      from: { name: 'r', addr: 'r:8301' },
+      updates: [],
+    },
+    10,
+  );
+  s.drain();
+  s.tick(10 + LAN.probeTimeoutMs);
+  t.like(s.drain().messages[0], { to: 'r:8301', message: { type: 'nack', seq: 78 } });
+  // A ping for another name (a reused address) is ignored.
+  s.receive(
+    { type: 'ping', seq: 1, target: 'someone-else', from: { name: 'a', addr: 'a:8301' }, updates: [] },
+    20,
+  );
+  t.deepEqual(s.drain().messages, []);
+});
+
+test('name conflicts: the member already known keeps the name while alive; a failed one is replaced', (t) => {
+  const s = swim('me');
+  s.receive(gossip('x', [alive('x', 1, 'id-one')]), 0);
+  s.drain();
+  s.receive(gossip('z', [alive('x', 5, 'id-two')]), 1);
+  t.is(s.members().find((m) => m.name === 'x')?.id, 'id-one');
+  const conflict = s.drain().events.find((e) => e.type === 'conflict');
+  t.like(conflict, { type: 'conflict', other: { name: 'x', id: 'id-two' } });
+  s.receive(gossip('z', [{ kind: 'dead', name: 'x', inc: 1, by: 'z' }]), 2);
+  s.receive(gossip('z', [alive('x', 1, 'id-two')]), 3);
+  t.is(s.members().find((m) => m.name === 'x')?.id, 'id-two');
+  t.is(status(s, 'x'), 'alive');
+  // Someone else claiming our own name is a conflict, not a refutation.
+  s.drain();
+  s.receive(gossip('z', [alive('me', 9, 'id-impostor')]), 4);
+  t.is(inc(s, 'me'), 1);
+  t.true(s.drain().events.some((e) => e.type === 'conflict'));
+});
+
+test('force-leave turns a failed member left (prune forgets it); an alive member is untouched; reaping after the timeouts', (t) => {
+  const s = swim('me');
+  for (const n of ['a', 'b', 'c']) s.receive(gossip(n, [alive(n, 1)]), 0);
+  s.receive(gossip('c', [{ kind: 'dead', name: 'a', inc: 1, by: 'c' }]), 0);
+  t.true(s.forceLeave('a', 1, false));
+  t.is(status(s, 'a'), 'left');
+  t.true(s.forceLeave('b', 1, false));
+  t.is(status(s, 'b'), 'alive');
+  t.false(s.forceLeave('nobody', 1, false));
+  s.receive(gossip('c', [{ kind: 'dead', name: 'b', inc: 1, by: 'c' }]), 2);
+  t.true(s.forceLeave('B', 3, true), 'names match case-insensitively');
+  t.is(status(s, 'b'), undefined);
+  // A left member is reaped after the tombstone timeout, a failed one after reconnect_timeout.
+  s.receive(gossip('a', [alive('a', 2)]), 4);
+  t.is(status(s, 'a'), 'alive', 'a left member that comes back newer is alive again');
+  s.receive(gossip('c', [{ kind: 'left', name: 'a', inc: 2 }]), 5);
+  s.tick(5 + LAN.tombstoneTimeoutMs + 1_000);
+  t.is(status(s, 'a'), undefined);
+  s.receive(gossip('d', [alive('d', 1)]), 0);
+  s.receive(gossip('c', [{ kind: 'dead', name: 'd', inc: 1, by: 'c' }]), 10);
+  const later = 10 + LAN.reconnectTimeoutMs - 5_000;
+  s.tick(later);
+  t.is(status(s, 'd'), 'failed');
+  s.tick(later + 10_000);
+  t.is(status(s, 'd'), undefined);
+  t.true(s.drain().events.some((e) => e.type === 'reap' && e.member.name === 'd'));
+});
+
+test('a transport hint probes an alive member at once; leave broadcasts left and stops probing', (t) => {
+  const s = swim('me');
+  s.receive(gossip('a', [alive('a', 1)]), 0);
+  s.receive(gossip('b', [alive('b', 1)]), 0);
+  s.drain();
+  s.hintUnreachable('a:8301', 1);
+  t.like(s.drain().messages[0], { to: 'a:8301', message: { type: 'ping', target: 'a' } });
+  // A second hint while that probe waits skips straight to indirect probes.
+  s.hintUnreachable('a:8301', 2);
+  t.true(s.drain().messages.every((m) => m.message.type === 'ping-req'));
+  s.hintUnreachable('unknown:1', 3);
+  t.deepEqual(s.drain().messages, []);
+  s.leave(4);
+  t.is(status(s, 'me'), 'left');
+  t.like(s.drain().broadcasts[0].updates[0], { kind: 'left', name: 'me', inc: 2 });
+  for (let now = 5; now < 10_000; now += 100) s.tick(now);
+  t.false(s.drain().messages.some((m) => m.message.type === 'ping'));
+});
+
+test('join: push-pull to the seed, whose answer merges its members and acknowledges the join', (t) => {
+  const seed = swim('seed');
+  seed.receive(gossip('a', [alive('a', 1)]), 0);
+  seed.drain();
+  const joiner = swim('new', 0, 2);
+  joiner.join(['seed:8301'], 0);
+  const req = joiner.drain().messages[0];
+  t.like(req, { to: 'seed:8301', message: { type: 'push-pull', join: true, reply: false } });
+  seed.receive(req.message, 1);
+  t.is(status(seed, 'new'), 'alive');
+  const out = seed.drain();
+  const reply = out.messages.find((m) => m.to === 'new:8301') as { message: GossipMessage };
+  t.true(
+    out.broadcasts.some((b) => b.updates.some((u) => u.name === 'new')),
+    'the newcomer is broadcast',
+  );
+  joiner.receive(reply.message, 2);
+  t.deepEqual(
+    joiner
+      .members()
+      .map((m) => m.name)
+      .sort(),
+    ['a', 'new', 'seed'],
+  );
+  t.deepEqual(
+    joiner.drain().events.find((e) => e.type === 'join-ack'),
+    { type: 'join-ack', addr: 'seed:8301', members: 3 },
+  );
+});
