@@ -102,8 +102,11 @@ export async function runAgent(argv: string[]): Promise<number> {
       process.exit(1);
     }
     signalled = true;
-    logger.info({ signal }, 'shutting down');
-    agent.stop().then(
+    // Consul's defaults: a client leaves on either signal, a server on neither (a server that
+    // leaves shrinks the Raft quorum, so that must be asked for).
+    const leave = signal === 'SIGINT' ? !config.skipLeaveOnInterrupt : config.leaveOnTerminate;
+    logger.info({ signal, leave }, 'shutting down');
+    agent.stop({ leave }).then(
       () => resolve(0),
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed');
