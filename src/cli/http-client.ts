@@ -295,6 +295,8 @@ export interface RequestOptions {
   stale?: boolean;
   /** Status codes other than 2xx to hand back instead of throwing (e.g. 404 for a missing key). */
   accept?: number[];
+  /** Aborts the request (and closes its socket), e.g. a long poll when the command is stopped. */
+  signal?: AbortSignal;
 }
 
 export interface ApiResponse {
@@ -351,6 +353,7 @@ export class ApiClient {
       method,
       path: target,
       headers,
+      ...(opts.signal ? { signal: opts.signal } : {}),
       ...(endpoint.socketPath
         ? { socketPath: endpoint.socketPath }
         : { host: endpoint.host, port: endpoint.port }),
