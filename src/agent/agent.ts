@@ -20,7 +20,7 @@ import { UserEvents } from './gossip/user-events.ts';
 import { LocalAgent } from './local/local-agent.ts';
 import { RemoteCatalog } from './remote-catalog.ts';
 import { RpcClient } from './rpc/client.ts';
-import { CatalogServer } from './server/server.ts';
+import type { CatalogServer } from './server/server.ts';
 
 /** Consul's server RPC port, assumed when an address names none. */
 const DEFAULT_SERVER_PORT = 8300;
@@ -187,6 +187,8 @@ export class Agent {
       let rpc: RpcClient | undefined;
       let catalog: CatalogBackend;
       if (config.server) {
+        // Loaded only here: client agents never carry Raft, its storage or the server RPC.
+        const { CatalogServer } = await import('./server/server.ts');
         server = await CatalogServer.start({
           nodeId,
           nodeName: config.nodeName,

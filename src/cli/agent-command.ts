@@ -4,14 +4,13 @@
  * on stderr and exit code 1.
  */
 
-import { Agent } from '../agent/agent.ts';
+import { setFlagsFromString } from 'node:v8';
+import type { Agent } from '../agent/agent.ts';
 import { ConfigError } from '../agent/config/errors.ts';
 import { agentFlagsUsage, parseAgentFlags } from '../agent/config/flags.ts';
 import { loadConfig } from '../agent/config/load.ts';
 import { DataDirLockedError } from '../agent/data-dir.ts';
 import { createLogger } from '../agent/logger.ts';
-import { agentHttpRoutes } from '../api/http/agent/routes.ts';
-import { startHttpApi } from '../api/http/server.ts';
 import { VERSION } from '../version.ts';
 
 export async function runAgent(argv: string[]): Promise<number> {
@@ -47,6 +46,19 @@ export async function runAgent(argv: string[]): Promise<number> {
     base: { node: config.nodeName },
   });
   for (const w of warnings) logger.warn(w);
+
+  // A client agent runs on every host and serves little traffic: a 1 MiB young generation (V8's
+  // default grows to tens of MiB) saves ~20 MiB of RSS per host for a few more cheap scavenges.
+  // Servers keep the default, which their request rates need. Set before the agent's modules load.
+  if (!config.server) {
+    setFlagsFromString('--max-semi-space-size=1');
+    setFlagsFromString('--semi-space-growth-factor=1');
+  }
+  const [{ Agent }, { agentHttpRoutes }, { startHttpApi }] = await Promise.all([
+    import('../agent/agent.ts'),
+    import('../api/http/agent/routes.ts'),
+    import('../api/http/server.ts'),
+  ]);
 
   let agent: Agent;
   try {

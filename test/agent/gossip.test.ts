@@ -1,8 +1,9 @@
 /**
  * Gossip membership with real agent processes on 127.0.0.10..19 (one server, nine clients, one
- * cluster key): all join through one address and see ten alive; kill -9 of one is reported failed
- * by every other agent and its catalog `serfHealth` check turns critical; a graceful leave is
- * reported left and deregisters the node; an agent with another key never gets in.
+ * cluster key): all join through one address and see ten alive; a user event reaches every agent;
+ * kill -9 of one is reported failed by every other agent and its catalog `serfHealth` check turns
+ * critical, and force-leave then makes it left and deregistered; a graceful leave is reported left
+ * and deregisters the node; an agent with another key never gets in.
  */
 
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -33,7 +34,7 @@ async function statusOf(a: AgentProcess, name: string): Promise<number | undefin
   return (await members(a)).find((m) => m.Name === name)?.Status;
 }
 
-test('10 agents join through one address; kill -9 → failed everywhere and serfHealth critical; leave → left and deregistered; a wrong key never gets in', async (t) => {
+test('10 agents join through one address; an event reaches all; kill -9 → failed everywhere, serfHealth critical, force-leave → left and deregistered; leave → left and deregistered; a wrong key never gets in', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'meshd-gossip-'));
   const key = generateGossipKey();
   const hosts = Array.from({ length: 10 }, (_, i) => `127.0.0.${10 + i}`);
@@ -96,6 +97,25 @@ test('10 agents join through one address; kill -9 → failed everywhere and serf
     30_000,
   ).catch(fail);
 
+  // A user event fired on one agent reaches every agent once.
+  const fired = (await (
+    await fetch(`${agents[4].http}/v1/event/fire/deploy`, { method: 'PUT', body: 'v2' })
+  ).json()) as {
+    ID: string;
+  };
+  for (const [i, a] of agents.entries()) {
+    await waitFor(
+      `${names[i]} to receive the event`,
+      async () => {
+        const events = (await (await fetch(`${a.http}/v1/event/list?name=deploy`)).json()) as {
+          ID: string;
+        }[];
+        return events.length === 1 && events[0].ID === fired.ID;
+      },
+      30_000,
+    ).catch(fail);
+  }
+
   // kill -9 g9: every other agent reports it failed, and its serfHealth check turns critical.
   const victim = agents[9];
   await victim.stop('SIGKILL');
@@ -115,6 +135,22 @@ test('10 agents join through one address; kill -9 → failed everywhere and serf
     },
     30_000,
   ).catch(fail);
+  // force-leave g9 from another agent: left everywhere, then deregistered by the leader.
+  t.is((await fetch(`${agents[2].http}/v1/agent/force-leave/g9`, { method: 'PUT' })).status, 200);
+  for (const [i, a] of agents.slice(0, 9).entries()) {
+    await waitFor(
+      `${names[i]} to report g9 left`,
+      async () => (await statusOf(a, 'g9')) === LEFT,
+      30_000,
+    ).catch(fail);
+  }
+  await waitFor(
+    'g9 deregistered after force-leave',
+    async () =>
+      ((await (await fetch(`${agents[0].http}/v1/health/node/g9`)).json()) as unknown[]).length === 0,
+    30_000,
+  ).catch(fail);
+
   // No healthy agent was ever reported failed along the way.
   for (const a of agents.slice(0, 9)) {
     const others = (await members(a)).filter((m) => m.Name !== 'g9');

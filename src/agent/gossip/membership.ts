@@ -313,7 +313,8 @@ export class Membership {
   #unreachable(addr: string): void {
     if (this.#stopped) return;
     const waiters = this.#joinWaiters.get(addr);
-    if (waiters) for (const w of [...waiters]) w(new Error('connection refused'));
+    if (waiters)
+      for (const w of [...waiters]) w(new Error('unreachable: the connection failed or timed out'));
     this.#swim.hintUnreachable(addr, performance.now());
     this.#flush();
   }

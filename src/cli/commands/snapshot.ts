@@ -1,6 +1,7 @@
 /** `meshd snapshot save|restore`: point-in-time snapshots of the servers' state through /v1/snapshot. */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { type CliCommand, type Context, group, leaf } from '../command.ts';
@@ -30,9 +31,10 @@ export async function verifySnapshot(path: string): Promise<void> {
       .on('error', reject);
   });
   if (head[0] === 0x1f && head[1] === 0x8b) {
-    const gunzip = createGunzip();
-    gunzip.resume();
-    await pipeline(createReadStream(path), gunzip);
+    // The inflater sits inside the pipeline, with a sink after it, so every error it raises
+    // (a truncated archive errors at its final flush) rejects the pipeline instead of escaping.
+    const sink = new Writable({ write: (_chunk, _enc, done) => done() });
+    await pipeline(createReadStream(path), createGunzip(), sink);
   }
 }
 
