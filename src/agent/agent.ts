@@ -91,6 +91,7 @@ export class Agent {
       logger: init.logger,
       reloadConfig: init.reloadConfig,
       leave: (opts) => this.leave(opts),
+      ...(membership && { gossipStats: () => membership.stats() }),
     });
     const topic = eventsTopic(init.config.datacenter);
     this.events = new UserEvents(

@@ -31,6 +31,8 @@ export interface MetricsSources {
   localChecks: () => number;
   /** Consecutive failed pushes of the local state to the catalog. */
   localSyncFailures?: () => number;
+  /** The gossip membership's counters and gauges (`Membership.stats`), one series per key. */
+  gossip?: () => Record<string, number>;
 }
 
 export interface AgentMetricsInit {
@@ -120,6 +122,20 @@ export class AgentMetrics {
         'Consecutive failed pushes of local services and checks to the catalog.',
         sources.localSyncFailures,
       );
+    }
+    const { gossip } = sources;
+    if (gossip) {
+      this.#dotted.set(promName('meshd.gossip'), 'meshd.gossip');
+      new Gauge({
+        name: promName('meshd.gossip'),
+        help: 'Gossip membership counters since start (probes, acks, suspects, dropped.<cause>, ...) and gauges (members, connections, ...), by stat.',
+        labelNames: ['stat'],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const [stat, v] of Object.entries(gossip())) this.set({ stat }, v);
+        },
+      });
     }
     this.#dotted.set(promName('consul.api.http.requests'), 'consul.api.http.requests');
     this.#http = new Counter({

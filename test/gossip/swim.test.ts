@@ -76,20 +76,22 @@ test('awareness scales timeouts within [1, max] and the profiles and scaling fol
   t.is(retransmitLimit(4, 10), 8);
 });
 
-test('the broadcast queue sends each update a limited number of times, least-sent first; newer replaces older', (t) => {
+test('the broadcast queue sends each update a limited number of times, least-sent first, each time to a new recipient; newer replaces older', (t) => {
   const q = new BroadcastQueue();
   q.enqueue(alive('a', 1));
   q.enqueue(alive('b', 1));
   q.enqueue(alive('a', 2));
   t.is(q.size, 2);
-  const first = q.take(1, 2);
+  const first = q.take(1, 2, 'p');
   t.is(first.length, 1);
-  const second = q.take(1, 2);
+  const second = q.take(1, 2, 'q');
   t.not(first[0].name, second[0].name, 'the unsent one goes next');
-  t.is(q.take(5, 2).length, 2);
-  t.is(q.size, 0, 'each was sent twice: gone');
+  t.deepEqual(q.take(5, 2, 'p'), [second[0]], 'p already had the first one: only the other');
+  t.deepEqual(q.take(5, 2, 'p'), [], 'nothing new for p');
+  t.deepEqual(q.take(5, 2, 'r'), [first[0]]);
+  t.is(q.size, 0, 'each was sent to two recipients: gone');
   q.enqueue(alive('a', 3));
-  t.deepEqual(q.take(5, 3), [alive('a', 3)]);
+  t.deepEqual(q.take(5, 3, 'p'), [alive('a', 3)], 'a newer version goes to a recipient of the older one');
 });
 
 test('incarnations: alive overrides suspect only when newer; stale updates and unknown members are dropped and counted', (t) => {
@@ -173,6 +175,7 @@ test('a probe without ack goes indirect, then suspects; the suspicion fires afte
 test('an acked probe clears; a ping-req is relayed and answered by ack or nack', (t) => {
   const s = swim('me');
   s.receive(gossip('a', [alive('a', 1)]), 0);
+  s.receive(gossip('r', [alive('r', 1)]), 0);
   s.drain();
   s.receive(
     {
@@ -306,4 +309,77 @@ test('join: push-pull to the seed, whose answer merges its members and acknowled
     joiner.drain().events.find((e) => e.type === 'join-ack'),
     { type: 'join-ack', addr: 'seed:8301', members: 3 },
   );
+});
+
+test('links: gossip rounds use members heard from directly; a probe of an unlinked member waits the dial allowance; a hint unlinks', (t) => {
+  const s = swim('me');
+  // Ten members known through a broadcast (no link), one heard from directly.
+  s.receive(
+    gossip('b0', [...Array.from({ length: 10 }, (_, i) => alive(`m${i}`, 1)), alive('b0', 1)]),
+    0,
+    false,
+  );
+  s.receive(gossip('near', [alive('near', 1)]), 0);
+  s.drain();
+  const gossipTargets = new Set<string>();
+  for (let now = 1_000; now < 20_000; now += LAN.gossipIntervalMs) {
+    s.receive(gossip('near', [alive(`x${now}`, 1)]), now, false); // keeps the queue non-empty
+    s.tick(now);
+    for (const m of s.drain().messages) if (m.message.type === 'gossip') gossipTargets.add(m.to);
+  }
+  t.true(gossipTargets.has('near:8301'));
+  // Besides the link, at most one other member per probe interval: ~19 of them in 19 s, not 3 per round.
+  t.true(gossipTargets.size <= 2 + 19, `${gossipTargets.size} targets`);
+
+  // A probe of an unlinked member goes indirect only after the probe timeout plus the dial allowance.
+  const p = swim('me');
+  p.receive(gossip('b0', [alive('far', 1), alive('b0', 1)]), 0, false);
+  p.drain();
+  let pingAt = -1;
+  let probed = '';
+  for (let now = 0; now < 2_000 && pingAt < 0; now += 10) {
+    p.tick(now);
+    const ping = p.drain().messages.find((m) => m.message.type === 'ping');
+    if (ping) [pingAt, probed] = [now, ping.to];
+  }
+  t.true(pingAt >= 0, 'probed');
+  p.tick(pingAt + LAN.probeTimeoutMs + 10);
+  t.false(
+    p.drain().messages.some((m) => m.message.type === 'ping-req'),
+    'still waiting for the link',
+  );
+  p.hintUnreachable(probed, pingAt + LAN.probeTimeoutMs + 20);
+  t.true(
+    p.drain().messages.some((m) => m.message.type === 'ping-req'),
+    'a refused connection ends the direct wait: indirect probes go out at once',
+  );
+  t.is(p.stats().probes_unlinked, 1);
+});
+
+test('a member we do not know talking to us starts a push-pull with it, at most one per 5 s', (t) => {
+  const s = swim('me');
+  s.receive(
+    { type: 'ping', seq: 1, target: 'me', from: { name: 'ghost', addr: 'ghost:8301' }, updates: [] },
+    0,
+  );
+  const out = s.drain().messages;
+  t.true(out.some((m) => m.to === 'ghost:8301' && m.message.type === 'ack'));
+  t.true(out.some((m) => m.to === 'ghost:8301' && m.message.type === 'push-pull'));
+  s.receive(
+    { type: 'ping', seq: 2, target: 'me', from: { name: 'ghost2', addr: 'ghost2:8301' }, updates: [] },
+    1_000,
+  );
+  t.false(
+    s.drain().messages.some((m) => m.message.type === 'push-pull'),
+    'rate-limited',
+  );
+  s.receive(
+    { type: 'ping', seq: 3, target: 'me', from: { name: 'ghost2', addr: 'ghost2:8301' }, updates: [] },
+    6_000,
+  );
+  t.true(s.drain().messages.some((m) => m.message.type === 'push-pull'));
+  // A broadcast relayed from a member we do not know is no reason: it did not talk to us.
+  s.receive(gossip('ghost3', []), 20_000, false);
+  t.false(s.drain().messages.some((m) => m.message.type === 'push-pull'));
+  t.is(s.stats().stranger_push_pulls, 2);
 });

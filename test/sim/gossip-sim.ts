@@ -33,7 +33,7 @@ interface Node {
   killed: boolean;
   paused: boolean;
   /** Deliveries held while paused (TCP buffers them), delivered at resume. */
-  held: GossipMessage[];
+  held: { message: GossipMessage; direct: boolean }[];
   wakeAt: number;
   /** This node's view: names it holds alive or suspect. */
   view: Set<string>;
@@ -41,7 +41,7 @@ interface Node {
 
 type SimEvent =
   | { at: number; seq: number; kind: 'wake'; node: number }
-  | { at: number; seq: number; kind: 'deliver'; node: number; message: GossipMessage };
+  | { at: number; seq: number; kind: 'deliver'; node: number; message: GossipMessage; direct: boolean };
 
 /** A binary min-heap of events by (at, seq): equal times run in scheduling order. */
 class EventHeap {
@@ -112,6 +112,11 @@ export class GossipSim {
   readonly suspicions: FailureRecord[] = [];
   messages = 0;
   dropped = 0;
+  /**
+   * Per node, the distinct members it sent a direct message to: over TCP each is a connection it
+   * opened or reused (broadcasts are not counted: gossipsub uses the connections there are).
+   */
+  readonly contacted = new Map<number, Set<number>>();
 
   constructor(opts: GossipSimOptions) {
     this.#opts = opts;
@@ -170,7 +175,7 @@ export class GossipSim {
     node.paused = false;
     const held = node.held;
     node.held = [];
-    for (const m of held) this.#deliver(node, m);
+    for (const h of held) this.#deliver(node, h.message, h.direct);
     this.#tickIfDue(node);
   }
 
@@ -214,8 +219,8 @@ export class GossipSim {
     const node = this.nodes[e.node];
     if (!node.swim || node.killed) return;
     if (e.kind === 'deliver') {
-      if (node.paused) node.held.push(e.message);
-      else this.#deliver(node, e.message);
+      if (node.paused) node.held.push({ message: e.message, direct: e.direct });
+      else this.#deliver(node, e.message, e.direct);
       return;
     }
     if (e.at !== node.wakeAt) return; // superseded
@@ -229,8 +234,8 @@ export class GossipSim {
     this.#flush(node);
   }
 
-  #deliver(node: Node, message: GossipMessage): void {
-    node.swim?.receive(message, this.now);
+  #deliver(node: Node, message: GossipMessage, direct: boolean): void {
+    node.swim?.receive(message, this.now, direct);
     this.#flush(node);
   }
 
@@ -238,15 +243,23 @@ export class GossipSim {
     return this.#group.get(a) === this.#group.get(b);
   }
 
-  #send(from: Node, to: Node, message: GossipMessage): void {
+  #send(from: Node, to: Node, message: GossipMessage, direct: boolean): void {
     this.messages++;
+    if (direct) {
+      let set = this.contacted.get(from.index);
+      if (!set) {
+        set = new Set();
+        this.contacted.set(from.index, set);
+      }
+      set.add(to.index);
+    }
     if (!this.#reachable(from.index, to.index) || this.rng.next() < (this.#opts.loss ?? 0)) {
       this.dropped++;
       return;
     }
     const [lo, hi] = this.#opts.delayMs ?? [1, 5];
     const at = this.now + lo + this.rng.next() * (hi - lo);
-    this.#heap.push({ at, seq: this.#seq++, kind: 'deliver', node: to.index, message });
+    this.#heap.push({ at, seq: this.#seq++, kind: 'deliver', node: to.index, message, direct });
   }
 
   #flush(node: Node): void {
@@ -255,11 +268,11 @@ export class GossipSim {
     const { messages, broadcasts, events } = swim.drain();
     for (const m of messages) {
       const to = this.#byAddr.get(m.to);
-      if (to) this.#send(node, to, m.message);
+      if (to) this.#send(node, to, m.message, true);
     }
     if (this.#opts.broadcasts !== false) {
       for (const b of broadcasts)
-        for (const to of this.nodes) if (to !== node && to.swim) this.#send(node, to, b);
+        for (const to of this.nodes) if (to !== node && to.swim) this.#send(node, to, b, false);
     }
     for (const e of events) this.#record(node, e);
     const at = swim.nextDeadline();

@@ -18,11 +18,13 @@
  * larger or malformed length resets that stream). Every drop is counted in {@link GossipHost.stats}.
  */
 
+import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { inspect } from 'node:util';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { type GossipSub, type GossipsubOpts, gossipsub, TopicValidatorResult } from '@libp2p/gossipsub';
+import type { RPC } from '@libp2p/gossipsub/message';
 import { identify } from '@libp2p/identify';
 import type {
   ComponentLogger,
@@ -41,6 +43,7 @@ import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import type { Logger } from 'pino';
 import { VERSION } from '../../version.ts';
+import { noiseCrypto } from './noise-crypto.ts';
 
 /** The stream protocol of direct gossip frames. */
 export const GOSSIP_PROTOCOL = '/meshd/gossip/1.0.0';
@@ -78,8 +81,14 @@ export interface GossipHost {
   send(to: string, bytes: Uint8Array): void;
   /** Gossipsub broadcast; best effort like `send`. */
   publish(topic: string, bytes: Uint8Array): void;
-  /** Direct frames from any peer. */
-  onMessage(handler: (bytes: Uint8Array) => void): void;
+  /** Direct frames from any peer; `peer` is the sender's peer ID (from the noise handshake). */
+  onMessage(handler: (bytes: Uint8Array, peer: string) => void): void;
+  /**
+   * A frame from `peer` says it listens at `addr`: sends to `addr` may use the connection it came
+   * on. Identify says the same a little later; without this, an answer to a frame that arrives
+   * first would open a second connection to the same agent.
+   */
+  associate(addr: string, peer: string): void;
   /** Gossipsub messages on the joined topics. */
   onTopicMessage(handler: (topic: string, bytes: Uint8Array) => void): void;
   /** A dial or write to `addr` failed, or the stream we send it on closed without our asking. */
@@ -127,6 +136,27 @@ export const GOSSIPSUB_LAN = {
   scoreParams: { IPColocationFactorWeight: 0 },
   /** Messages are signed with the agent's key (StrictSign, the default) and checked on receipt. */
   globalSignaturePolicy: 'StrictSign',
+  /**
+   * Gossipsub checks a message's signature before its duplicate cache unless given a fast ID.
+   * Each message reaches an agent from several peers (the publisher's flood, then every mesh
+   * peer's forward), so without it most signature checks (an Ed25519 key import and verify, the
+   * largest CPU cost of a mass join in bench:gossip) were for copies about to be dropped. The ID
+   * covers every field, signature included: only an exact copy of a message that passed is
+   * dropped unchecked (signatures are deterministic), and a forged copy is still checked and
+   * refused, not mistaken for the real one.
+   */
+  fastMsgIdFn: (msg: RPC.Message) => {
+    const h = createHash('sha256');
+    h.update(msg.topic);
+    for (const part of [msg.from, msg.seqno, msg.data, msg.signature, msg.key]) {
+      h.update(new Uint8Array([part === undefined ? 0 : 1]));
+      if (part) {
+        h.update(new Uint32Array([part.length]));
+        h.update(part);
+      }
+    }
+    return h.digest('base64');
+  },
 } as const satisfies Partial<GossipsubOpts>;
 
 const MiB = 1024 * 1024;
@@ -294,7 +324,7 @@ class Libp2pGossipHost implements GossipHost {
   private readonly addrPeer = new Map<string, string>();
   private readonly peerAddrs = new Map<string, string[]>();
   private readonly counters = new Map<string, number>();
-  private readonly messageHandlers: Array<(bytes: Uint8Array) => void> = [];
+  private readonly messageHandlers: Array<(bytes: Uint8Array, peer: string) => void> = [];
   private readonly topicHandlers: Array<(topic: string, bytes: Uint8Array) => void> = [];
   private readonly unreachableHandlers: Array<(addr: string) => void> = [];
 
@@ -345,7 +375,7 @@ class Libp2pGossipHost implements GossipHost {
       },
       transports: [tcp({ dialOpts })],
       connectionProtector: psk ? preSharedKey({ psk }) : undefined,
-      connectionEncrypters: [noise()],
+      connectionEncrypters: [noise({ crypto: noiseCrypto })],
       streamMuxers: [
         yamux({
           // meshd frames, gossipsub, identify, ping: a handful of streams per connection.
@@ -362,6 +392,8 @@ class Libp2pGossipHost implements GossipHost {
       connectionManager: {
         maxConnections: this.opts.maxConnections ?? 1_200,
         dialTimeout: this.dialTimeoutMs,
+        // libp2p gives each address 6 s by default; a gossip address is the only one there is.
+        addressDialTimeout: this.dialTimeoutMs,
         inboundUpgradeTimeout: this.dialTimeoutMs,
         // Per remote IP per second; several agents may share one IP (dev clusters) and restart together.
         inboundConnectionThreshold: 64,
@@ -499,8 +531,14 @@ class Libp2pGossipHost implements GossipHost {
     );
   }
 
-  onMessage(handler: (bytes: Uint8Array) => void): void {
+  onMessage(handler: (bytes: Uint8Array, peer: string) => void): void {
     this.messageHandlers.push(handler);
+  }
+
+  associate(addr: string, peer: string): void {
+    if (this.addrPeer.has(addr) || this.peerAddrs.has(peer) || parseGossipAddr(addr) === undefined) return;
+    this.addrPeer.set(addr, peer);
+    this.peerAddrs.set(peer, [addr]);
   }
 
   onTopicMessage(handler: (topic: string, bytes: Uint8Array) => void): void {
@@ -659,10 +697,11 @@ class Libp2pGossipHost implements GossipHost {
 
   private accept(stream: Stream, conn: Connection): void {
     const decoder = new FrameDecoder(this.opts.maxFrameBytes);
+    const peer = conn.remotePeer.toString();
     let dead = false;
     const onFrame = (frame: Uint8Array) => {
       this.count('frames.in');
-      for (const h of this.messageHandlers) this.deliver(() => h(frame));
+      for (const h of this.messageHandlers) this.deliver(() => h(frame, peer));
     };
     stream.addEventListener('message', (evt) => {
       if (dead) return;

@@ -128,9 +128,9 @@ export class Membership {
       now: performance.now(),
     });
     const m = new Membership(swim, host, membersTopic, log);
-    host.onMessage((bytes) => m.#receive(bytes));
+    host.onMessage((bytes, peer) => m.#receive(bytes, peer));
     host.onTopicMessage((topic, bytes) => {
-      if (topic === membersTopic) m.#receive(bytes);
+      if (topic === membersTopic) m.#receive(bytes, undefined);
       else m.#topicHandlers.get(topic)?.(bytes);
     });
     host.onUnreachable((addr) => m.#unreachable(addr));
@@ -296,7 +296,8 @@ export class Membership {
     });
   }
 
-  #receive(bytes: Uint8Array): void {
+  /** `peer`: the sender of a direct frame; undefined for a broadcast (see Swim.receive). */
+  #receive(bytes: Uint8Array, peer: string | undefined): void {
     if (this.#stopped) return;
     let message: ReturnType<typeof decodeMessage>;
     try {
@@ -306,7 +307,8 @@ export class Membership {
       this.#log.debug({ err: (err as Error).message }, 'dropped an undecodable gossip frame');
       return;
     }
-    this.#swim.receive(message, performance.now());
+    if (peer !== undefined) this.#host.associate(message.from.addr, peer);
+    this.#swim.receive(message, performance.now(), peer !== undefined);
     this.#flush();
   }
 

@@ -43,6 +43,8 @@ export interface LocalAgentInit {
   reloadConfig?: () => Promise<{ config: ResolvedConfig; warnings: string[] }>;
   /** The agent's graceful leave. */
   leave: (opts: { beforeStop?: Promise<unknown> }) => Promise<void>;
+  /** Gossip counters for the metrics endpoint (absent: not exported). */
+  gossipStats?: () => Record<string, number>;
 }
 
 /** The node row this agent writes (the same as the agent's own registration). */
@@ -148,6 +150,7 @@ export class LocalAgent {
       localServices: () => this.state.serviceCount,
       localChecks: () => this.state.checkCount,
       localSyncFailures: () => this.state.syncFailures,
+      ...(init.gossipStats && { gossip: init.gossipStats }),
     });
   }
 

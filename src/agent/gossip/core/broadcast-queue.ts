@@ -3,20 +3,34 @@
  * of times (the limit grows with log10 of the cluster size), least-sent first. A newer update about
  * a member replaces the queued one. Entries sit in buckets by transmit count, so taking a few is
  * cheap even with thousands queued (a mass join).
+ *
+ * Unlike memberlist's, a transmission counts only toward a recipient that has not had the update
+ * from us yet. memberlist gossips to random members, so repeats are rare; meshd gossips over the
+ * links it has (see swim.ts), few at first, and without this the limit would be spent resending
+ * the same updates to the same two or three members.
  */
 
 import type { Update } from './types.ts';
 
+interface Entry {
+  update: Update;
+  /** Recipients this version of the update went to. */
+  sentTo: Set<string>;
+}
+
+/** Entries looked at per `take` that the recipient already had, before giving up (bounds the cost). */
+const SKIP_BUDGET = 256;
+
 export class BroadcastQueue {
-  /** buckets[t]: name → update sent t times. */
-  readonly #buckets: Map<string, Update>[] = [];
+  /** buckets[t]: name → entry sent t times. */
+  readonly #buckets: Map<string, Entry>[] = [];
   /** name → its bucket index. */
   readonly #where = new Map<string, number>();
 
   enqueue(update: Update): void {
     const at = this.#where.get(update.name);
     if (at !== undefined) this.#buckets[at].delete(update.name);
-    this.#bucket(0).set(update.name, update);
+    this.#bucket(0).set(update.name, { update, sentTo: new Set() });
     this.#where.set(update.name, 0);
   }
 
@@ -24,30 +38,39 @@ export class BroadcastQueue {
     return this.#where.size;
   }
 
-  /** Up to `max` updates to piggyback, counting a transmission for each. */
-  take(max: number, limit: number): Update[] {
+  /**
+   * Up to `max` updates to piggyback on a message to `to`, least-sent first, skipping those `to`
+   * already had from us; each counts a transmission, and one sent `limit` times leaves the queue.
+   */
+  take(max: number, limit: number, to: string): Update[] {
     const out: Update[] = [];
-    const moves: [string, Update, number][] = [];
-    for (let t = 0; t < this.#buckets.length && out.length < max; t++) {
-      for (const [name, update] of this.#buckets[t]) {
-        out.push(update);
-        moves.push([name, update, t]);
+    const moves: [string, Entry, number][] = [];
+    let skips = 0;
+    scan: for (let t = 0; t < this.#buckets.length && out.length < max; t++) {
+      for (const [name, entry] of this.#buckets[t]) {
+        if (entry.sentTo.has(to)) {
+          if (++skips >= SKIP_BUDGET) break scan;
+          continue;
+        }
+        out.push(entry.update);
+        moves.push([name, entry, t]);
         if (out.length >= max) break;
       }
     }
-    for (const [name, update, t] of moves) {
+    for (const [name, entry, t] of moves) {
       this.#buckets[t].delete(name);
       if (t + 1 >= limit) {
         this.#where.delete(name);
       } else {
-        this.#bucket(t + 1).set(name, update);
+        entry.sentTo.add(to);
+        this.#bucket(t + 1).set(name, entry);
         this.#where.set(name, t + 1);
       }
     }
     return out;
   }
 
-  #bucket(t: number): Map<string, Update> {
+  #bucket(t: number): Map<string, Entry> {
     while (this.#buckets.length <= t) this.#buckets.push(new Map());
     return this.#buckets[t];
   }

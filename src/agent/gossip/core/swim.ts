@@ -21,6 +21,7 @@
 import { Awareness } from './awareness.ts';
 import { BroadcastQueue } from './broadcast-queue.ts';
 import { pushPullInterval, retransmitLimit, type SwimConfig } from './config.ts';
+import { RandomSet } from './random-set.ts';
 import { Suspicion, suspicionBounds } from './suspicion.ts';
 import type {
   GossipMessage,
@@ -52,6 +53,8 @@ interface Relay {
 }
 
 const REAP_CHECK_MS = 1_000;
+/** Least time between two push-pulls started because an unknown member spoke to us. */
+const STRANGER_PUSH_PULL_MS = 5_000;
 
 export class Swim {
   readonly #cfg: SwimConfig;
@@ -65,9 +68,16 @@ export class Swim {
   readonly #relays = new Map<number, Relay>();
   readonly #pendingJoins = new Map<number, string>();
   readonly #stats: Record<string, number> = {};
-  /** Every member but self, for O(1) random picks; and where each sits. */
-  readonly #others: string[] = [];
-  readonly #otherAt = new Map<string, number>();
+  /** Every member but self, for O(1) random picks. */
+  readonly #others = new RandomSet();
+  /**
+   * Members this one has a working link to: it heard from them directly (not through a broadcast)
+   * and no transport hint said the link broke since. Over TCP a link is an open connection, and
+   * opening one (TCP + noise + yamux + identify) costs tens of ms of CPU at both ends, so gossip
+   * rounds and indirect probes go over links; only the round-robin probe (and push-pull) opens
+   * new ones, at most one per probe interval, instead of every member dialing everyone at once.
+   */
+  readonly #linked = new RandomSet();
   /** Failed and left members (what reaping and reconnects look at). */
   readonly #gone = new Set<string>();
   #live = 1;
@@ -78,6 +88,8 @@ export class Swim {
   #leaving = false;
   #nextProbeAt: number;
   #nextGossipAt: number;
+  #nextUnlinkedGossipAt = 0;
+  #nextStrangerPushPullAt = 0;
   #nextPushPullAt: number;
   #nextReconnectAt: number;
   #nextReapAt: number;
@@ -133,8 +145,7 @@ export class Swim {
 
   #add(m: Member): void {
     this.#members.set(m.name, m);
-    this.#otherAt.set(m.name, this.#others.length);
-    this.#others.push(m.name);
+    this.#others.add(m.name);
     this.#liveDirty = true;
   }
 
@@ -142,15 +153,8 @@ export class Swim {
     this.#members.delete(name);
     this.#gone.delete(name);
     this.#suspicions.delete(name);
-    const i = this.#otherAt.get(name);
-    if (i !== undefined) {
-      const last = this.#others.pop() as string;
-      if (last !== name) {
-        this.#others[i] = last;
-        this.#otherAt.set(last, i);
-      }
-      this.#otherAt.delete(name);
-    }
+    this.#others.delete(name);
+    this.#linked.delete(name);
     this.#liveDirty = true;
   }
 
@@ -209,7 +213,10 @@ export class Swim {
     for (const m of this.#members.values()) {
       if (m.addr === addr && m.name !== this.#selfName) target = m;
     }
-    if (target?.status !== 'alive') return;
+    if (!target) return;
+    // The link is gone (a dial failed, a connection dropped): the next message opens a new one.
+    this.#linked.delete(target.name);
+    if (target.status !== 'alive') return;
     this.#count('hints');
     for (const p of this.#probes.values()) {
       if (p.target !== target.name) continue;
@@ -220,12 +227,21 @@ export class Swim {
     this.#startProbe(target, now, true);
   }
 
-  receive(message: GossipMessage, now: number): void {
+  /**
+   * One message in. `direct`: it came straight from its sender (a frame), which proves a link to
+   * it; false for a broadcast (gossipsub), which may have been relayed by anyone.
+   */
+  receive(message: GossipMessage, now: number, direct = true): void {
     if (message.from.name === this.#selfName) {
       this.#count('dropped.from_self');
       return;
     }
     for (const u of message.updates) this.#apply(u, now, false);
+    if (direct) {
+      const sender = this.#members.get(message.from.name);
+      if (sender?.addr === message.from.addr) this.#linked.add(sender.name);
+      else if (!sender && message.type !== 'push-pull') this.#meetStranger(message.from.addr, now);
+    }
     switch (message.type) {
       case 'ping':
         if (message.target !== this.#selfName) {
@@ -327,7 +343,7 @@ export class Swim {
   }
 
   #reshuffle(): void {
-    const list = [...this.#others];
+    const list = [...this.#others.values()];
     for (let i = list.length - 1; i > 0; i--) {
       const j = Math.floor(this.#random() * (i + 1));
       [list[i], list[j]] = [list[j], list[i]];
@@ -339,11 +355,14 @@ export class Swim {
   #startProbe(target: Member, now: number, hinted: boolean): void {
     const seq = ++this.#seq;
     this.#count('probes');
+    // A target without a link must be connected to first: that set-up is not its silence.
+    const dial = this.#linked.has(target.name) ? 0 : this.#cfg.dialAllowanceMs;
+    if (dial > 0) this.#count('probes_unlinked');
     this.#probes.set(seq, {
       seq,
       target: target.name,
-      timeoutAt: now + this.#awareness.scale(this.#cfg.probeTimeoutMs),
-      endAt: now + this.#awareness.scale(this.#cfg.probeIntervalMs),
+      timeoutAt: now + this.#awareness.scale(this.#cfg.probeTimeoutMs) + dial,
+      endAt: Number.POSITIVE_INFINITY,
       indirect: false,
       nacksExpected: 0,
       nacks: 0,
@@ -354,12 +373,14 @@ export class Swim {
 
   #goIndirect(p: Probe, now: number): void {
     p.indirect = true;
+    // The rest of the protocol period, counted from now: a hint may cut the direct wait short.
+    p.endAt = now + this.#awareness.scale(this.#cfg.probeIntervalMs - this.#cfg.probeTimeoutMs);
     const target = this.#members.get(p.target);
     if (!target) return;
-    const helpers = this.#randomMembers(
-      this.#cfg.indirectChecks,
-      (m) => m.status === 'alive' && m.name !== p.target,
-    );
+    const helper = (m: Member) => m.status === 'alive' && m.name !== p.target;
+    // Helpers we have links to answer within the period; asking others would open new links.
+    let helpers = this.#randomMembers(this.#cfg.indirectChecks, helper, this.#linked);
+    if (helpers.length === 0) helpers = this.#randomMembers(this.#cfg.indirectChecks, helper);
     p.nacksExpected = helpers.length;
     for (const h of helpers) {
       this.#count('indirect');
@@ -421,14 +442,31 @@ export class Swim {
 
   #gossip(now: number): void {
     if (this.#queue.size === 0) return;
-    const targets = this.#randomMembers(
-      this.#cfg.gossipNodes,
-      (m) =>
-        m.status === 'alive' ||
-        m.status === 'suspect' ||
-        (m.status === 'failed' && now - m.statusSince < this.#cfg.gossipToTheDeadMs),
-    );
+    const ok = (m: Member) =>
+      m.status === 'alive' ||
+      m.status === 'suspect' ||
+      (m.status === 'failed' && now - m.statusSince < this.#cfg.gossipToTheDeadMs);
+    // Over links, plus one random member (linked or not) once per probe interval: enough
+    // randomness for updates to spread epidemically, at most one new link per interval.
+    const targets = this.#randomMembers(this.#cfg.gossipNodes, ok, this.#linked);
+    if (now >= this.#nextUnlinkedGossipAt) {
+      this.#nextUnlinkedGossipAt = now + this.#cfg.probeIntervalMs;
+      const [extra] = this.#randomMembers(1, (m) => ok(m) && !targets.includes(m));
+      if (extra) targets.push(extra);
+    }
     for (const t of targets) this.#send(t.addr, { type: 'gossip' }, now);
+  }
+
+  /**
+   * A member we do not know talks to us: we missed at least its alive, likely more (a lost join
+   * answer, a partition). A push-pull with it repairs that now instead of at the next periodic one;
+   * at most one per {@link STRANGER_PUSH_PULL_MS}, as it carries the whole state.
+   */
+  #meetStranger(addr: string, now: number): void {
+    if (this.#leaving || now < this.#nextStrangerPushPullAt) return;
+    this.#nextStrangerPushPullAt = now + STRANGER_PUSH_PULL_MS;
+    this.#count('stranger_push_pulls');
+    this.#pushPull(addr, now);
   }
 
   #pushPullRandom(now: number): void {
@@ -733,13 +771,16 @@ export class Swim {
     return undefined;
   }
 
-  /** Up to k distinct random members passing `ok`: random picks first, a full scan if they miss. */
-  #randomMembers(k: number, ok: (m: Member) => boolean): Member[] {
+  /**
+   * Up to k distinct random members of `among` (default: all) passing `ok`: random picks first, a
+   * full scan if they miss.
+   */
+  #randomMembers(k: number, ok: (m: Member) => boolean, among: RandomSet = this.#others): Member[] {
     const out: Member[] = [];
     const seen = new Set<string>();
-    const n = this.#others.length;
+    const n = among.size;
     for (let tries = 0; tries < 4 * k && out.length < k && n > 0; tries++) {
-      const name = this.#others[Math.floor(this.#random() * n)];
+      const name = among.pick(this.#random) as string;
       if (seen.has(name)) continue;
       seen.add(name);
       const m = this.#members.get(name) as Member;
@@ -747,7 +788,7 @@ export class Swim {
     }
     if (out.length < k && seen.size < n) {
       const pool: Member[] = [];
-      for (const name of this.#others) {
+      for (const name of among.values()) {
         if (seen.has(name)) continue;
         const m = this.#members.get(name) as Member;
         if (ok(m)) pool.push(m);
@@ -770,7 +811,7 @@ export class Swim {
 
   #send(to: string, body: { type: GossipMessage['type'] } & Record<string, unknown>, now: number): void {
     const limit = retransmitLimit(this.#cfg.retransmitMult, this.#liveCount());
-    const updates = this.#queue.take(this.#cfg.maxPiggyback, limit);
+    const updates = this.#queue.take(this.#cfg.maxPiggyback, limit, to);
     this.#out.push({ to, message: this.#message(body, updates) });
     void now;
   }
