@@ -1,15 +1,18 @@
 /**
  * bench:gossip — meshd's gossip membership against HashiCorp Serf, N agent processes each, same
- * machine, same run: `npm run bench:gossip -- [N ...] [--idle 20] [--only meshd|serf] [--no-record]`.
+ * machine, same run:
+ * `npm run bench:gossip -- [N ...] [--settle N] [--idle 20] [--only meshd|serf] [--no-record]`.
  *
  * Per system and N (agents on 127.0.1.x for meshd, 127.0.2.x for Serf, each joining agent 1):
  * 1. join: all N agents are started alone and answer their API (start-up time is reported: a Node
  *    process takes far longer than a Go binary to start); then every agent is asked to join agent
  *    1 at once (`PUT /v1/agent/join`, `serf join`), and the join time runs until every agent lists
  *    N alive;
- * 2. idle: RSS per agent, CPU ms per agent per second (/proc), bytes per agent per second sent on
- *    lo (nftables counters by source address), and false failures (any agent listing a live
- *    member as anything but alive, polled every 2 s);
+ * 2. settle for `--settle` seconds (default N: one probe round, in which meshd's members open
+ *    their connections to each other one probe at a time), then idle: RSS per agent, CPU ms per
+ *    agent per second (/proc), bytes per agent per second sent on lo (nftables counters by source
+ *    address); false failures (any agent listing a live member as anything but alive, polled
+ *    every 2 s) are counted through both;
  * 3. kill -9 of agent N: time until the first, and until every, other agent lists it failed;
  * 4. graceful leave of agent N−1: time until every other agent lists it left.
  * Views are polled in rounds over all agents (8 at a time); a time's resolution is one round, and
@@ -23,6 +26,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   appendResults,
+  aptInstall,
   cleanup,
   cpuSeconds,
   installCleanup,
@@ -40,6 +44,7 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     idle: { type: 'string', default: '20' },
+    settle: { type: 'string' },
     only: { type: 'string' },
     'no-record': { type: 'boolean', default: false },
   },
@@ -67,10 +72,22 @@ interface Result {
 
 const NFT_TABLE = 'meshd_bench';
 /** By path: under npm, `nft` on PATH is node_modules/.bin/nft (an unrelated JS tool). */
-const NFT = ['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft'].find((p) => existsSync(p)) ?? 'nft';
+const NFT_PATHS = ['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft'];
+const nftPath = () => NFT_PATHS.find((p) => existsSync(p));
+
+/** Debian's nftables, installed with apt-get when missing; throws saying how when that fails. */
+function ensureNft(): void {
+  if (nftPath()) return;
+  console.log('nft not found: the byte counters need nftables');
+  const failed = aptInstall('nftables');
+  if (!nftPath())
+    throw new Error(`nftables is not installed (${failed}); run apt-get install -y nftables as root`);
+}
 
 function nft(args: string[]): string {
-  return execFileSync(NFT, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const bin = nftPath();
+  if (!bin) throw new Error('nft not found (apt-get install -y nftables)');
+  return execFileSync(bin, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 function countersStart(ips: string[]): void {
@@ -180,14 +197,15 @@ async function runSystem(sys: GossipSystem, n: number): Promise<Result> {
     const names = all.map((i) => sys.memberName(i));
     const allAlive = (v: Map<string, Status>) => names.every((nm) => v.get(nm) === 'alive');
     const joinAt = performance.now();
-    // A join that fails under the load of N simultaneous ones is retried, as -retry-join would.
+    // A join that fails under the load of N simultaneous ones is retried, as -retry-join would
+    // (which retries until it succeeds), until the join phase times out.
     const joinWithRetry = async (i: number) => {
       for (let attempt = 1; ; attempt++) {
         try {
           await sys.join(i);
           return;
         } catch (err) {
-          if (attempt >= 5) throw err;
+          if (performance.now() - joinAt > PHASE_TIMEOUT_MS) throw err;
           console.log(
             `${sys.name}: join of agent ${i} failed (attempt ${attempt}): ${(err as Error).message.trim()}`,
           );
@@ -200,19 +218,24 @@ async function runSystem(sys: GossipSystem, n: number): Promise<Result> {
     const joined = await until('every agent to list N alive', sys, all, joinAt, allAlive, rounds);
     await joins;
 
-    // 2. Idle.
+    // 2. Settle (false failures counted), then idle.
+    let falseFailures = 0;
+    const watchFor = async (ms: number) => {
+      const from = performance.now();
+      while (performance.now() - from < ms) {
+        await sleep(2_000);
+        const views = await pollAll(sys, all);
+        for (const v of views.values()) {
+          if (!v) continue;
+          for (const nm of names) if (v.get(nm) !== 'alive') falseFailures++;
+        }
+      }
+    };
+    await watchFor((values.settle === undefined ? n : Number(values.settle)) * 1000);
     countersStart(all.map((i) => sys.ip(i)));
     const cpu0 = new Map(all.map((i) => [i, cpuSeconds(pids.get(i) as number)]));
     const idleStart = performance.now();
-    let falseFailures = 0;
-    while (performance.now() - idleStart < IDLE_S * 1000) {
-      await sleep(2_000);
-      const views = await pollAll(sys, all);
-      for (const v of views.values()) {
-        if (!v) continue;
-        for (const nm of names) if (v.get(nm) !== 'alive') falseFailures++;
-      }
-    }
+    await watchFor(IDLE_S * 1000);
     const idleS = (performance.now() - idleStart) / 1000;
     const bytes = countersRead();
     countersStop();
@@ -318,6 +341,7 @@ async function main(): Promise<void> {
     if ('missing' in have) throw new Error(have.missing);
     serfVersion = have.version;
   }
+  ensureNft();
   nft(['--version']);
   console.log(machineLine());
   const sections: string[] = [];
@@ -350,7 +374,8 @@ async function main(): Promise<void> {
         wrapProse(
           `${machineLine()}. meshd (1 server + N−1 clients, LAN profile, log level warn) vs ${serfVersion} ` +
             `(defaults, LAN), N processes each on their own loopback address, one system after the other. ` +
-            `Idle ${IDLE_S} s. Bytes are what each agent's address sent on lo (nftables counters, headers included).`,
+            `After the join a settle of ${values.settle ?? 'N'} s, then idle ${IDLE_S} s. Bytes are what each ` +
+            `agent's address sent on lo (nftables counters, headers included).`,
         ),
         '',
         ...sections.flatMap((t) => [t, '']),

@@ -7,7 +7,7 @@ import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_proces
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { trackChild } from '../support/host.ts';
+import { aptInstall, trackChild } from '../support/host.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
@@ -97,13 +97,8 @@ export function serfVersion(): string | undefined {
 export function ensureSerf(): { version: string } | { missing: string } {
   const have = serfVersion();
   if (have) return { version: have };
-  console.log('serf not found: installing Debian serf with apt-get');
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  let r = spawnSync('apt-get', ['install', '-y', 'serf'], { stdio: 'inherit', env });
-  if (r.status !== 0) {
-    spawnSync('apt-get', ['update'], { stdio: 'inherit', env });
-    r = spawnSync('apt-get', ['install', '-y', 'serf'], { stdio: 'inherit', env });
-  }
+  console.log('serf not found');
+  aptInstall('serf');
   const after = serfVersion();
   return after
     ? { version: after }

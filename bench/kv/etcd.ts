@@ -6,7 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { freePort, waitFor } from '../../test/support/agent-process.ts';
-import { trackChild } from '../support/host.ts';
+import { aptInstall, trackChild } from '../support/host.ts';
 
 export interface EtcdMember {
   name: string;
@@ -29,19 +29,14 @@ function etcdVersion(): string | undefined {
 export function ensureEtcd(): { version: string } | { missing: string } {
   const have = etcdVersion();
   if (have) return { version: have };
-  console.log('etcd not found: installing Debian etcd-server with apt-get (needs root and package access)');
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  let r = spawnSync('apt-get', ['install', '-y', 'etcd-server'], { stdio: 'inherit', env });
-  if (r.error === undefined && r.status !== 0) {
-    spawnSync('apt-get', ['update'], { stdio: 'inherit', env });
-    r = spawnSync('apt-get', ['install', '-y', 'etcd-server'], { stdio: 'inherit', env });
-  }
+  console.log('etcd not found (needs root and package access to install)');
+  const failed = aptInstall('etcd-server');
   const after = etcdVersion();
   if (after) return { version: after };
   return {
     missing:
       `etcd is not installed and \`apt-get install -y etcd-server\` failed ` +
-      `(${r.error ? r.error.message : `exit ${r.status}`}). Install it by hand as root ` +
+      `(${failed}). Install it by hand as root ` +
       "(`apt-get update && apt-get install -y etcd-server`, Debian's etcd 3.4) or put any etcd 3.4+ " +
       'binary on PATH as `etcd`, then rerun; this run measures meshd alone.',
   };

@@ -5,13 +5,29 @@
  */
 
 import type { ChildProcess } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { appendFileSync, closeSync, fsyncSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const RESULTS_MD = fileURLToPath(new URL('../RESULTS.md', import.meta.url));
+
+/**
+ * Installs a Debian package with apt-get (refreshing the package lists once if the first try
+ * fails). Needs root and package access; returns why it failed, or undefined on success.
+ */
+export function aptInstall(pkg: string): string | undefined {
+  console.log(`installing Debian ${pkg} with apt-get`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  let r = spawnSync('apt-get', ['install', '-y', pkg], { stdio: 'inherit', env });
+  if (r.error === undefined && r.status !== 0) {
+    spawnSync('apt-get', ['update'], { stdio: 'inherit', env });
+    r = spawnSync('apt-get', ['install', '-y', pkg], { stdio: 'inherit', env });
+  }
+  if (r.error) return r.error.message;
+  return r.status === 0 ? undefined : `apt-get install -y ${pkg} exited ${r.status}`;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Cleanup: only what this process started, by PID.

@@ -111,8 +111,11 @@ test('a paused member that gets suspected refutes when it resumes; a partitioned
   const sim = new GossipSim({ n: 30, seed: 7 });
   massJoin(sim);
   t.true(sim.run(sim.now + 60_000, converged(sim)));
-  // Paused longer than a probe round but shorter than the minimum suspicion timeout.
   const c = sim.config;
+  // One probe round first, so every member has a link to m7 (an open connection in the agent):
+  // its probers then wait the probe timeout, not the dial allowance of a first contact.
+  sim.run(sim.now + 30 * c.probeIntervalMs);
+  // Paused longer than a probe round but shorter than the minimum suspicion timeout.
   const b = suspicionBounds(c.suspicionMult, c.suspicionMaxTimeoutMult, 30, c.probeIntervalMs);
   sim.pause(7);
   const pausedAt = sim.now;

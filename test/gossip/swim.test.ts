@@ -383,3 +383,28 @@ test('a member we do not know talking to us starts a push-pull with it, at most 
   t.false(s.drain().messages.some((m) => m.message.type === 'push-pull'));
   t.is(s.stats().stranger_push_pulls, 2);
 });
+
+test('an idle member sends no gossip: an update leaves the queue once every other member had it, and empty gossip is not sent', (t) => {
+  const s = swim('me');
+  s.receive(gossip('a', [alive('a', 1)]), 0);
+  s.drain();
+  let gossipSent = 0;
+  for (let now = 0; now < 10_000; now += LAN.gossipIntervalMs) {
+    s.tick(now);
+    for (const m of s.drain().messages) {
+      if (m.message.type === 'gossip') gossipSent++;
+      else if (m.message.type === 'ping')
+        s.receive(
+          {
+            type: 'ack',
+            seq: (m.message as { seq: number }).seq,
+            from: { name: 'a', addr: 'a:8301' },
+            updates: [],
+          },
+          now,
+        );
+    }
+  }
+  // With one other member the limit is one transmission: a's alive goes out once, then silence.
+  t.true(gossipSent <= 1, `${gossipSent} gossip messages in 10 s`);
+});

@@ -454,7 +454,8 @@ export class Swim {
       const [extra] = this.#randomMembers(1, (m) => ok(m) && !targets.includes(m));
       if (extra) targets.push(extra);
     }
-    for (const t of targets) this.#send(t.addr, { type: 'gossip' }, now);
+    // A gossip message is only its piggyback: none goes to a target that already had it all.
+    for (const t of targets) this.#send(t.addr, { type: 'gossip' }, now, true);
   }
 
   /**
@@ -809,9 +810,17 @@ export class Swim {
     return { ...body, from, updates } as unknown as GossipMessage;
   }
 
-  #send(to: string, body: { type: GossipMessage['type'] } & Record<string, unknown>, now: number): void {
-    const limit = retransmitLimit(this.#cfg.retransmitMult, this.#liveCount());
+  #send(
+    to: string,
+    body: { type: GossipMessage['type'] } & Record<string, unknown>,
+    now: number,
+    onlyWithUpdates = false,
+  ): void {
+    // Transmissions count per distinct recipient, so no more than there are other live members.
+    const live = this.#liveCount();
+    const limit = Math.max(1, Math.min(retransmitLimit(this.#cfg.retransmitMult, live), live - 1));
     const updates = this.#queue.take(this.#cfg.maxPiggyback, limit, to);
+    if (onlyWithUpdates && updates.length === 0) return;
     this.#out.push({ to, message: this.#message(body, updates) });
     void now;
   }
