@@ -51,6 +51,8 @@ const { values, positionals } = parseArgs({
 });
 const SIZES = positionals.length > 0 ? positionals.map(Number) : [10, 30, 50];
 const IDLE_S = Number(values.idle);
+/** Seconds between the join and the idle window; undefined: N (one probe round). */
+const SETTLE_S = values.settle === undefined ? undefined : Number(values.settle);
 const PHASE_TIMEOUT_MS = 120_000;
 const POLL_CONCURRENCY = 8;
 
@@ -231,7 +233,7 @@ async function runSystem(sys: GossipSystem, n: number): Promise<Result> {
         }
       }
     };
-    await watchFor((values.settle === undefined ? n : Number(values.settle)) * 1000);
+    await watchFor((SETTLE_S ?? n) * 1000);
     countersStart(all.map((i) => sys.ip(i)));
     const cpu0 = new Map(all.map((i) => [i, cpuSeconds(pids.get(i) as number)]));
     const idleStart = performance.now();
@@ -342,7 +344,6 @@ async function main(): Promise<void> {
     serfVersion = have.version;
   }
   ensureNft();
-  nft(['--version']);
   console.log(machineLine());
   const sections: string[] = [];
   for (const n of SIZES) {
@@ -374,7 +375,7 @@ async function main(): Promise<void> {
         wrapProse(
           `${machineLine()}. meshd (1 server + N−1 clients, LAN profile, log level warn) vs ${serfVersion} ` +
             `(defaults, LAN), N processes each on their own loopback address, one system after the other. ` +
-            `After the join a settle of ${values.settle ?? 'N'} s, then idle ${IDLE_S} s. Bytes are what each ` +
+            `After the join a settle of ${SETTLE_S ?? 'N'} s, then idle ${IDLE_S} s. Bytes are what each ` +
             `agent's address sent on lo (nftables counters, headers included).`,
         ),
         '',
