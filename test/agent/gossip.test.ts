@@ -85,6 +85,14 @@ test('10 agents join through one address; an event reaches all; kill -9 → fail
   t.is(seen.find((m) => m.Name === 'g0')?.Tags.role, 'consul');
   t.is(seen.find((m) => m.Name === 'g5')?.Tags.role, 'node');
   t.is(seen.find((m) => m.Name === 'g5')?.Addr, hosts[5]);
+  // The membership's counters are in the agent's metrics, one gauge series per stat.
+  const metrics = (await (await fetch(`${agents[3].http}/v1/agent/metrics`)).json()) as {
+    Gauges: { Name: string; Value: number; Labels: Record<string, string> }[];
+  };
+  const gossipStat = (stat: string) =>
+    metrics.Gauges.find((g) => g.Name === 'meshd.gossip' && g.Labels.stat === stat)?.Value;
+  t.is(gossipStat('members'), 10);
+  t.true((gossipStat('acks') ?? 0) > 0, 'probes were answered');
 
   // The leader registered every member with a passing serfHealth check.
   await waitFor(
