@@ -4,6 +4,7 @@
  */
 
 import { spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -22,11 +23,12 @@ import {
   GOSSIP_PROTOCOL,
   type GossipHost,
   type GossipHostOptions,
+  type MessageVia,
   parseGossipAddr,
   startGossipHost,
 } from '../../src/agent/gossip/host.ts';
 import { IdentityFileError, identityPath, loadOrCreateIdentity } from '../../src/agent/gossip/identity.ts';
-import { generateGossipKey, pskFromGossipKey } from '../../src/agent/gossip/key.ts';
+import { generateGossipKey, packetKeyFromGossipKey, pskFromGossipKey } from '../../src/agent/gossip/key.ts';
 import { silentLogger } from '../../src/agent/logger.ts';
 import { freePort, waitFor } from '../support/agent-process.ts';
 
@@ -396,4 +398,74 @@ test('a host stopped in a child process lets it exit; startup time and RSS are r
     `import ${m.importMs.toFixed(0)} ms, start ${m.startMs.toFixed(0)} ms, RSS after one host ${m.rssMiB.toFixed(0)} MiB`,
   );
   t.true(m.startMs < 2_000);
+});
+
+test('packets: both ways over UDP on the gossip port, sealed under the cluster key; too large is handed back', async (t) => {
+  const key = generateGossipKey();
+  const packetKey = packetKeyFromGossipKey(key);
+  const psk = pskFromGossipKey(key);
+  const a = await start(t, '127.0.0.131', { psk, packetKey });
+  const b = await start(t, '127.0.0.132', { psk, packetKey });
+  const vias: MessageVia[] = [];
+  b.host.onMessage((_bytes, via) => vias.push(via));
+  t.true(a.host.sendPacket(b.host.addr, bytes('ping over udp')));
+  await waitFor('the packet at b', () => b.inbox.includes('ping over udp'));
+  t.true(b.host.sendPacket(a.host.addr, bytes('ack over udp')));
+  await waitFor('the packet at a', () => a.inbox.includes('ack over udp'));
+  t.deepEqual(vias, [{ kind: 'packet', remote: a.host.addr }], 'sent from the gossip port itself');
+  t.is(a.host.connectedPeers(), 0, 'no connection was needed');
+  t.false(a.host.sendPacket(b.host.addr, new Uint8Array(a.host.maxPacketPayload + 1)));
+  t.is(a.host.stats()['packets.out'], 1);
+  t.is(b.host.stats()['packets.in'], 1);
+});
+
+test('packets under another key, plain packets to a keyed agent and UDP garbage are dropped and counted', async (t) => {
+  const key = generateGossipKey();
+  const a = await start(t, '127.0.0.133', {
+    psk: pskFromGossipKey(key),
+    packetKey: packetKeyFromGossipKey(key),
+  });
+  const other = generateGossipKey();
+  const stranger = await start(t, '127.0.0.134', {
+    psk: pskFromGossipKey(other),
+    packetKey: packetKeyFromGossipKey(other),
+  });
+  const keyless = await start(t, '127.0.0.135');
+  stranger.host.sendPacket(a.host.addr, bytes('let me in'));
+  keyless.host.sendPacket(a.host.addr, bytes('me too'));
+  const { ip, port } = parseGossipAddr(a.host.addr) ?? { ip: '', port: 0 };
+  const raw = createSocket('udp4');
+  t.teardown(() => raw.close());
+  for (const garbage of [Buffer.alloc(0), Buffer.from([0xff, 1, 2]), Buffer.from([2, 1, 2, 3])]) {
+    await new Promise<void>((resolve) => raw.send(garbage, port, ip, () => resolve()));
+  }
+  await waitFor('all five counted', () => {
+    const s = a.host.stats();
+    return (
+      s['dropped.packet_auth'] === 1 &&
+      s['dropped.packet_plain_refused'] === 1 &&
+      (s['dropped.packet_short'] ?? 0) + (s['dropped.packet_version'] ?? 0) === 3
+    );
+  });
+  t.deepEqual(a.inbox, []);
+  // Still working for its own cluster.
+  const friend = await start(t, '127.0.0.136', {
+    psk: pskFromGossipKey(key),
+    packetKey: packetKeyFromGossipKey(key),
+  });
+  friend.host.sendPacket(a.host.addr, bytes('hello'));
+  await waitFor('the friend packet', () => a.inbox.includes('hello'));
+});
+
+test('connect opens a connection without a stream; isConnected and connectedPeers see it; a dead address is reported', async (t) => {
+  const a = await start(t, '127.0.0.137');
+  const b = await start(t, '127.0.0.138');
+  t.false(a.host.isConnected(b.host.addr));
+  a.host.connect(b.host.addr);
+  t.true(a.host.isConnected(b.host.addr), 'counts while dialing');
+  await waitFor('one peer', () => a.host.connectedPeers() === 1 && b.host.connectedPeers() === 1);
+  const dead = `127.0.0.139:${await freePort('127.0.0.139')}`;
+  a.host.connect(dead);
+  await waitFor('the dead address reported', () => a.unreachable.includes(dead));
+  t.false(a.host.isConnected(dead));
 });

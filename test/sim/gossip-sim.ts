@@ -113,8 +113,8 @@ export class GossipSim {
   messages = 0;
   dropped = 0;
   /**
-   * Per node, the distinct members it sent a direct message to: over TCP each is a connection it
-   * opened or reused (broadcasts are not counted: gossipsub uses the connections there are).
+   * Per node, the distinct members it sent a push-pull to: in the agent each is a TCP connection
+   * it opened or reused (the other messages are UDP packets; broadcasts use the connections there are).
    */
   readonly contacted = new Map<number, Set<number>>();
 
@@ -245,7 +245,7 @@ export class GossipSim {
 
   #send(from: Node, to: Node, message: GossipMessage, direct: boolean): void {
     this.messages++;
-    if (direct) {
+    if (direct && message.type === 'push-pull') {
       let set = this.contacted.get(from.index);
       if (!set) {
         set = new Set();

@@ -1,7 +1,12 @@
 /**
  * The gossip transport: one libp2p host per agent (TCP, pnet when a cluster key is set, noise, yamux,
- * identify, ping, gossipsub) that moves opaque byte messages between gossip addresses ("ip:port").
- * It knows nothing of SWIM: the membership core hands it bytes and an address, and gets bytes back.
+ * identify, ping, gossipsub) plus a UDP socket on the same port number, moving opaque byte messages
+ * between gossip addresses ("ip:port"). It knows nothing of SWIM: the membership core hands it
+ * bytes and an address, and gets bytes back.
+ *
+ * Packets (`sendPacket`) are single UDP datagrams of at most 1,400 bytes, sealed under the cluster
+ * key (packet.ts): SWIM's probes, acks and gossip, which go to every member in turn and must not
+ * cost a connection each, as they do on Consul's 8301/udp.
  *
  * Direct messages (`send`) travel as length-prefixed frames on one long-lived outbound stream per
  * destination address, protocol {@link GOSSIP_PROTOCOL}. A destination is dialed by its bare multiaddr
@@ -11,7 +16,8 @@
  * which gossip address it listens on.
  *
  * Broadcast (`publish`) is gossipsub over the same connections: the mesh forms among whatever peers we
- * are connected to, i.e. the ones SWIM talks to, with no discovery of its own.
+ * are connected to (push-pull partners, and the few peers `connect` keeps; see membership.ts), with
+ * no discovery of its own.
  *
  * Every queue is bounded: per destination a send queue that drops its oldest frame when full, a
  * stream written only while it does not ask to drain, inbound frames capped at `maxFrameBytes` (a
@@ -19,6 +25,7 @@
  */
 
 import { createHash } from 'node:crypto';
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { isIP } from 'node:net';
 import { inspect } from 'node:util';
 import { noise } from '@chainsafe/libp2p-noise';
@@ -44,6 +51,7 @@ import { createLibp2p } from 'libp2p';
 import type { Logger } from 'pino';
 import { VERSION } from '../../version.ts';
 import { noiseCrypto } from './noise-crypto.ts';
+import { PacketCodec } from './packet.ts';
 
 /** The stream protocol of direct gossip frames. */
 export const GOSSIP_PROTOCOL = '/meshd/gossip/1.0.0';
@@ -57,6 +65,8 @@ export interface GossipHostOptions {
   advertise?: string;
   /** pnet swarm key from `pskFromGossipKey`; without it anyone who can reach the port can join. */
   psk?: Uint8Array;
+  /** Packet key from `packetKeyFromGossipKey` (same cluster key as `psk`); without it packets are plain. */
+  packetKey?: Uint8Array;
   privateKey: PrivateKey;
   /** Largest direct frame and largest gossipsub message payload, in bytes. */
   maxFrameBytes: number;
@@ -79,10 +89,27 @@ export interface GossipHost {
   readonly peerId: string;
   /** Best effort: never throws, never waits. Dials if needed; a failure drops the frame (counted) and reports `to` unreachable. */
   send(to: string, bytes: Uint8Array): void;
+  /**
+   * One UDP datagram to `to`'s gossip port, sealed when there is a key. False when `bytes` is
+   * larger than {@link GossipHost.maxPacketPayload} (send it with `send`); otherwise best effort,
+   * like `send`, but nothing reports a lost packet.
+   */
+  sendPacket(to: string, bytes: Uint8Array): boolean;
+  /** The largest payload `sendPacket` takes. */
+  readonly maxPacketPayload: number;
+  /** Opens a connection to `to` (no stream) unless one is open or opening; a failure reports `to` unreachable. */
+  connect(to: string): void;
+  /** Whether a connection to the agent at `to` is open or being opened. */
+  isConnected(to: string): boolean;
+  /** Distinct peers with an open connection. */
+  connectedPeers(): number;
   /** Gossipsub broadcast; best effort like `send`. */
   publish(topic: string, bytes: Uint8Array): void;
-  /** Direct frames from any peer; `peer` is the sender's peer ID (from the noise handshake). */
-  onMessage(handler: (bytes: Uint8Array, peer: string) => void): void;
+  /**
+   * Direct frames and packets: `via.peer` is the sender's peer ID (from the noise handshake) for
+   * a frame on a stream; a packet has only the address it came from.
+   */
+  onMessage(handler: (bytes: Uint8Array, via: MessageVia) => void): void;
   /**
    * A frame from `peer` says it listens at `addr`: sends to `addr` may use the connection it came
    * on. Identify says the same a little later; without this, an answer to a frame that arrives
@@ -95,13 +122,16 @@ export interface GossipHost {
   onUnreachable(handler: (addr: string) => void): void;
   /**
    * Counters and a few gauges, sorted by name: `frames.in|out`, `bytes.in|out` (direct frames as on the
-   * stream, length prefixes included), `topic.in|out`, `unreachable`, `dropped.<cause>` (inbound:
-   * `oversize`, `malformed`, `topic_oversize`; outbound: `dial`, `write`, `queue`, `oversize_out`,
-   * `bad_addr`, `self`, `publish`, `stopped`), `connections`, `peers`, `channels`, `queued.frames`.
+   * stream, length prefixes included), `packets.in|out`, `packet_bytes.in|out`, `topic.in|out`,
+   * `unreachable`, `dropped.<cause>` (inbound: `oversize`, `malformed`, `topic_oversize`,
+   * `packet_<fault>` (packet.ts); outbound: `dial`, `write`, `queue`, `oversize_out`, `bad_addr`,
+   * `self`, `publish`, `stopped`, `packet_send`), `connections`, `peers`, `channels`, `queued.frames`.
    */
   stats(): Record<string, number>;
   stop(): Promise<void>;
 }
+
+export type MessageVia = { kind: 'stream'; peer: string } | { kind: 'packet'; remote: string };
 
 /** Options that cannot work (a bad address, a nonsensical limit). */
 export class GossipConfigError extends Error {
@@ -119,9 +149,9 @@ export const GOSSIPSUB_LAN = {
   /**
    * Self-published messages go to every connected subscriber, not only the mesh (gossipsub's
    * default). What an agent publishes is rare (its own state changes, a member it declared
-   * failed, a newcomer that joined through it, user events it fires), and flooding makes a
-   * newcomer known without waiting for a mesh to form: in bench:gossip at N=30 a mass join
-   * converged in 64 s with it and not within 120 s without it.
+   * failed, a newcomer that joined through it, user events it fires), it has few connections
+   * (see membership.ts) but for a join seed, and flooding makes a newcomer known without waiting
+   * for a mesh to form. (bench:gossip N=50 with UDP probes: join 41 s with it, 44 s without.)
    */
   floodPublish: true,
   /** Every peer is a meshd agent speaking gossipsub 1.1+. */
@@ -324,7 +354,11 @@ class Libp2pGossipHost implements GossipHost {
   private readonly addrPeer = new Map<string, string>();
   private readonly peerAddrs = new Map<string, string[]>();
   private readonly counters = new Map<string, number>();
-  private readonly messageHandlers: Array<(bytes: Uint8Array, peer: string) => void> = [];
+  private readonly messageHandlers: Array<(bytes: Uint8Array, via: MessageVia) => void> = [];
+  private readonly codec: PacketCodec;
+  private udp: UdpSocket | undefined;
+  /** Addresses `connect` is dialing. */
+  private readonly dialing = new Set<string>();
   private readonly topicHandlers: Array<(topic: string, bytes: Uint8Array) => void> = [];
   private readonly unreachableHandlers: Array<(addr: string) => void> = [];
 
@@ -335,6 +369,7 @@ class Libp2pGossipHost implements GossipHost {
     this.sendQueueBytes = opts.sendQueueBytes ?? Math.max(MiB, 4 * (opts.maxFrameBytes + 5));
     this.sendQueueFrames = opts.sendQueueFrames ?? 1_024;
     this.topics = new Set(opts.topics);
+    this.codec = new PacketCodec(opts.packetKey);
     if (!Number.isInteger(opts.maxFrameBytes) || opts.maxFrameBytes < 1 || opts.maxFrameBytes > 2 ** 31) {
       throw new GossipConfigError(
         `gossip: maxFrameBytes must be an integer in 1..2^31, got ${opts.maxFrameBytes}`,
@@ -346,7 +381,7 @@ class Libp2pGossipHost implements GossipHost {
   }
 
   async start(): Promise<void> {
-    const { bind, port, privateKey, psk, maxFrameBytes } = this.opts;
+    const { bind, port } = this.opts;
     const bindFamily = isIP(bind);
     if (bindFamily === 0) throw new GossipConfigError(`gossip: bind address "${bind}" is not an IP`);
     const advertise = this.opts.advertise ?? bind;
@@ -358,7 +393,32 @@ class Libp2pGossipHost implements GossipHost {
     if (!Number.isInteger(port) || port < 0 || port > 65_535) {
       throw new GossipConfigError(`gossip: port ${port} is out of range`);
     }
-    let listenPort = port;
+    // UDP first: with port 0 the kernel picks a UDP port, and TCP listens on the same number
+    // (retried with another when that TCP port is taken), as Consul uses 8301 for both.
+    for (let attempt = 1; ; attempt++) {
+      const udp = await bindUdp(bindFamily === 6 ? 'udp6' : 'udp4', bind, port);
+      const listenPort = udp.address().port;
+      try {
+        await this.startLibp2p(bindFamily, advFamily, advertise, listenPort);
+      } catch (err) {
+        udp.close();
+        if (port === 0 && attempt < 8 && isAddrInUse(err)) continue;
+        throw err;
+      }
+      this.udp = udp;
+      this.addr = formatGossipAddr(advertise, listenPort);
+      break;
+    }
+    this.udp.on('message', (packet, rinfo) => this.receivePacket(packet, rinfo.address, rinfo.port));
+    this.udp.on('error', (err) => this.log.debug({ err: err.message }, 'gossip UDP socket error'));
+    this.log.debug(
+      { addr: this.addr, peerId: this.peerId, encrypted: this.opts.psk !== undefined },
+      'gossip host listening',
+    );
+  }
+
+  private async startLibp2p(bindFamily: number, advFamily: number, advertise: string, listenPort: number) {
+    const { bind, privateKey, psk, maxFrameBytes } = this.opts;
     const self = peerIdFromPrivateKey(privateKey).toString();
     const maxRpcBytes = Math.max(4 * MiB, 16 * (maxFrameBytes + 1024));
     const dialOpts = isWildcard(bind) ? {} : ({ localAddress: bind } as TCPSocketOptions);
@@ -368,10 +428,9 @@ class Libp2pGossipHost implements GossipHost {
       nodeInfo: { name: 'meshd', version: VERSION },
       logger: pinoComponentLogger(this.log),
       addresses: {
-        listen: [`/ip${bindFamily}/${bind}/tcp/${port}`],
-        // Only the advertise address, with the port the listener really got.
-        announceFilter: () =>
-          listenPort === 0 ? [] : [multiaddr(`/ip${advFamily}/${advertise}/tcp/${listenPort}/p2p/${self}`)],
+        listen: [`/ip${bindFamily}/${bind}/tcp/${listenPort}`],
+        // Only the advertise address.
+        announceFilter: () => [multiaddr(`/ip${advFamily}/${advertise}/tcp/${listenPort}/p2p/${self}`)],
       },
       transports: [tcp({ dialOpts })],
       connectionProtector: psk ? preSharedKey({ psk }) : undefined,
@@ -413,14 +472,6 @@ class Libp2pGossipHost implements GossipHost {
         }),
       },
     });
-    this.node = node;
-    this.peerId = node.peerId.toString();
-    node.addEventListener('transport:listening', (evt) => {
-      for (const ma of evt.detail.getAddrs()) {
-        const a = gossipAddrOf(ma);
-        if (a) listenPort = parseGossipAddr(a)?.port ?? listenPort;
-      }
-    });
     node.addEventListener('peer:identify', (evt) =>
       this.learnAddrs(evt.detail.peerId.toString(), evt.detail.listenAddrs),
     );
@@ -453,16 +504,9 @@ class Libp2pGossipHost implements GossipHost {
       }
       throw err;
     }
-    if (listenPort === 0) {
-      await node.stop();
-      throw new GossipConfigError(`gossip: could not learn the port listened on at ${bind}`);
-    }
-    this.addr = formatGossipAddr(advertise, listenPort);
+    this.node = node;
+    this.peerId = node.peerId.toString();
     for (const topic of this.topics) pubsub.subscribe(topic);
-    this.log.debug(
-      { addr: this.addr, peerId: this.peerId, encrypted: psk !== undefined },
-      'gossip host listening',
-    );
   }
 
   send(to: string, bytes: Uint8Array): void {
@@ -512,6 +556,71 @@ class Libp2pGossipHost implements GossipHost {
     }
   }
 
+  get maxPacketPayload(): number {
+    return this.codec.maxPayload;
+  }
+
+  sendPacket(to: string, bytes: Uint8Array): boolean {
+    if (bytes.length > this.codec.maxPayload) return false;
+    const udp = this.udp;
+    if (this.stopping || !udp) {
+      this.count('dropped.stopped');
+      return true;
+    }
+    if (to === this.addr) {
+      this.count('dropped.self');
+      return true;
+    }
+    const e = parseGossipAddr(to);
+    if (!e) {
+      this.count('dropped.bad_addr');
+      return true;
+    }
+    const packet = this.codec.seal(bytes);
+    udp.send(packet, e.port, e.ip, (err) => {
+      if (!err) return;
+      // Unreachable networks, a full socket buffer, a firewall: UDP's losses, told only here.
+      this.count('dropped.packet_send');
+      this.log.debug({ to, err: err.message }, 'gossip packet not sent');
+    });
+    this.count('packets.out');
+    this.count('packet_bytes.out', packet.length);
+    return true;
+  }
+
+  connect(to: string): void {
+    if (this.stopping || !this.node || to === this.addr || this.isConnected(to)) return;
+    const e = parseGossipAddr(to);
+    if (!e) {
+      this.count('dropped.bad_addr');
+      return;
+    }
+    this.dialing.add(to);
+    const signal = AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(this.dialTimeoutMs)]);
+    this.node.dial(toMultiaddr(e), { signal }).then(
+      () => this.dialing.delete(to),
+      (err: unknown) => {
+        this.dialing.delete(to);
+        if (this.stopping) return;
+        this.count('dropped.dial');
+        this.count('unreachable');
+        this.log.debug({ addr: to, err: (err as Error).message }, 'gossip peer unreachable');
+        for (const h of this.unreachableHandlers) this.deliver(() => h(to));
+      },
+    );
+  }
+
+  isConnected(to: string): boolean {
+    return this.dialing.has(to) || this.existingConnection(to) !== undefined;
+  }
+
+  connectedPeers(): number {
+    const peers = new Set<string>();
+    for (const c of this.node?.getConnections() ?? [])
+      if (c.status === 'open') peers.add(c.remotePeer.toString());
+    return peers.size;
+  }
+
   publish(topic: string, bytes: Uint8Array): void {
     const pubsub = this.node?.services.pubsub;
     if (this.stopping || !pubsub) {
@@ -531,7 +640,7 @@ class Libp2pGossipHost implements GossipHost {
     );
   }
 
-  onMessage(handler: (bytes: Uint8Array, peer: string) => void): void {
+  onMessage(handler: (bytes: Uint8Array, via: MessageVia) => void): void {
     this.messageHandlers.push(handler);
   }
 
@@ -573,6 +682,8 @@ class Libp2pGossipHost implements GossipHost {
       ch.queuedBytes = 0;
     }
     this.channels.clear();
+    const udp = this.udp;
+    if (udp) await new Promise<void>((resolve) => udp.close(() => resolve()));
     await this.node?.stop();
     this.log.debug({ addr: this.addr }, 'gossip host stopped');
   }
@@ -695,13 +806,27 @@ class Libp2pGossipHost implements GossipHost {
     for (const h of this.unreachableHandlers) this.deliver(() => h(ch.addr));
   }
 
+  private receivePacket(packet: Uint8Array, ip: string, port: number): void {
+    if (this.stopping) return;
+    this.count('packets.in');
+    this.count('packet_bytes.in', packet.length);
+    const payload = this.codec.open(packet);
+    if (typeof payload === 'string') {
+      this.count(`dropped.packet_${payload}`);
+      return;
+    }
+    const via: MessageVia = { kind: 'packet', remote: formatGossipAddr(ip, port) };
+    for (const h of this.messageHandlers) this.deliver(() => h(payload, via));
+  }
+
   private accept(stream: Stream, conn: Connection): void {
     const decoder = new FrameDecoder(this.opts.maxFrameBytes);
     const peer = conn.remotePeer.toString();
     let dead = false;
+    const via: MessageVia = { kind: 'stream', peer };
     const onFrame = (frame: Uint8Array) => {
       this.count('frames.in');
-      for (const h of this.messageHandlers) this.deliver(() => h(frame, peer));
+      for (const h of this.messageHandlers) this.deliver(() => h(frame, via));
     };
     stream.addEventListener('message', (evt) => {
       if (dead) return;
@@ -721,6 +846,31 @@ class Libp2pGossipHost implements GossipHost {
       }
     });
   }
+}
+
+/** A UDP socket bound to `ip:port` (0: any free port); a bind failure is a one-line GossipConfigError. */
+function bindUdp(type: 'udp4' | 'udp6', ip: string, port: number): Promise<UdpSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = createSocket({ type });
+    socket.once('error', (err) => {
+      socket.close();
+      reject(new GossipConfigError(`gossip: cannot bind UDP ${formatGossipAddr(ip, port)}: ${err.message}`));
+    });
+    socket.bind({ address: ip, port, exclusive: true }, () => {
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+  });
+}
+
+/** Whether `err` (or an error it wraps) is EADDRINUSE. */
+function isAddrInUse(err: unknown, depth = 0): boolean {
+  if (typeof err !== 'object' || err === null || depth > 4) return false;
+  const e = err as { code?: unknown; message?: unknown; cause?: unknown; errors?: unknown };
+  if (e.code === 'EADDRINUSE' || (typeof e.message === 'string' && e.message.includes('EADDRINUSE')))
+    return true;
+  if (Array.isArray(e.errors) && e.errors.some((x) => isAddrInUse(x, depth + 1))) return true;
+  return isAddrInUse(e.cause, depth + 1);
 }
 
 /** Starts a gossip host listening on `bind:port` and joined to `topics`. */

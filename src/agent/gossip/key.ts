@@ -1,13 +1,15 @@
 /**
  * The gossip cluster key (`-encrypt`, `meshd keygen`): Consul's base64 keys, turned into the pre-shared
- * key of a libp2p private network (`@libp2p/pnet`).
+ * key of a libp2p private network (`@libp2p/pnet`) and, separately derived, the key that seals the
+ * gossip UDP packets (packet.ts).
  *
  * With a key, every gossip connection is first wrapped in XSalsa20 under a PSK derived from it: an agent
  * holding another key (or none) cannot finish a handshake, so it can neither join nor read anything.
  * Inside that, noise still authenticates each agent's libp2p key.
  *
- * Without a key, gossip still runs over noise: encrypted and authenticated per peer, but anyone who can
- * reach the gossip port can join the cluster, as with Consul when `encrypt` is unset.
+ * Without a key, gossip connections still run over noise: encrypted and authenticated per peer, but
+ * anyone who can reach the gossip port can join the cluster, and the UDP packets (probes, acks,
+ * piggybacked membership updates) are plain, as with Consul when `encrypt` is unset.
  *
  * The PSK is HKDF-SHA256 of the key (label {@link PNET_LABEL}) rather than the key itself, so that 16-
  * and 24-byte Consul keys work (pnet wants exactly 32 bytes) and the raw key is never used for two things.
@@ -56,4 +58,16 @@ export function pskFromGossipKey(base64: string): Uint8Array {
   const raw = decodeGossipKey(base64);
   const psk = Buffer.from(hkdfSync('sha256', raw, new Uint8Array(0), PNET_LABEL, 32));
   return new TextEncoder().encode(`/key/swarm/psk/1.0.0/\n/base16/\n${psk.toString('hex')}`);
+}
+
+/** HKDF `info` of the key that seals gossip packets (packet.ts). */
+export const PACKET_LABEL = 'meshd gossip packet v1';
+
+/**
+ * The key that seals gossip packets (UDP), derived from a Consul gossip key apart from the pnet PSK.
+ * @throws GossipKeyError when the key is not base64 of 16, 24 or 32 bytes.
+ */
+export function packetKeyFromGossipKey(base64: string): Uint8Array {
+  const raw = decodeGossipKey(base64);
+  return new Uint8Array(hkdfSync('sha256', raw, new Uint8Array(0), PACKET_LABEL, 32));
 }

@@ -1,6 +1,10 @@
 /**
- * The gossip membership of one agent: the SWIM core (`core/`) driven by real time over the libp2p
+ * The gossip membership of one agent: the SWIM core (`core/`) driven by real time over the gossip
  * host (`host.ts`). This is the only place where the core meets timers and sockets:
+ * - probes, acks, ping-reqs and gossip go as UDP packets, push-pull (full state, joins) and any
+ *   message too large for a packet over libp2p TCP, as memberlist splits them;
+ * - a few connections are kept open to random members so that gossipsub has a mesh to spread
+ *   broadcasts (user events, state changes) over;
  * - every input (a frame, a broadcast, a timer, a join, a leave) goes into the core, then
  *   {@link Membership.#flush} sends what it queued and hands its events to listeners;
  * - one timer is kept armed for the core's next deadline;
@@ -14,9 +18,9 @@ import type { Logger } from 'pino';
 import { type SwimConfig, swimProfile } from './core/config.ts';
 import { Swim } from './core/swim.ts';
 import type { Member, MemberInfo, MembershipEvent } from './core/types.ts';
-import { type GossipHost, startGossipHost } from './host.ts';
+import { type GossipHost, type MessageVia, startGossipHost } from './host.ts';
 import { loadOrCreateIdentity } from './identity.ts';
-import { pskFromGossipKey } from './key.ts';
+import { packetKeyFromGossipKey, pskFromGossipKey } from './key.ts';
 import { decodeMessage, encodeMessage, MAX_FRAME_BYTES } from './wire.ts';
 
 export type { Member, MembershipEvent } from './core/types.ts';
@@ -51,6 +55,14 @@ export class JoinError extends Error {
 const JOIN_TIMEOUT_MS = 10_000;
 /** After a graceful leave, how long the leave message gets to spread before the host stops. */
 const LEAVE_PROPAGATE_MS = 1_000;
+/**
+ * Connections each agent keeps open for gossipsub (its mesh degree D). SWIM itself needs none
+ * (its messages are packets); without these, broadcasts would only reach the agents that happened
+ * to push-pull with each other. Each agent dials random members until it has this many peers.
+ */
+const BROADCAST_PEERS = 6;
+/** How often the broadcast peers are checked (and at most one dial started). */
+const BROADCAST_PEERS_CHECK_MS = 1_000;
 
 /** "host", "host:port", "[v6]:port" → "ip:port" (names resolved), `defaultPort` when none given. */
 export async function resolveGossipAddress(addr: string, defaultPort: number): Promise<string> {
@@ -94,6 +106,7 @@ export class Membership {
   readonly #joinWaiters = new Map<string, Set<(r: Error | number) => void>>();
   readonly #topicHandlers = new Map<string, (bytes: Uint8Array) => void>();
   #timer: NodeJS.Timeout | undefined;
+  #peersTimer: NodeJS.Timeout | undefined;
   #timerAt = Number.POSITIVE_INFINITY;
   #stopped = false;
   #left = false;
@@ -115,6 +128,7 @@ export class Membership {
       port: init.port,
       advertise: init.advertise,
       psk: init.encrypt === undefined ? undefined : pskFromGossipKey(init.encrypt),
+      packetKey: init.encrypt === undefined ? undefined : packetKeyFromGossipKey(init.encrypt),
       privateKey: await loadOrCreateIdentity(init.dataDir),
       maxFrameBytes: MAX_FRAME_BYTES,
       logger: log,
@@ -128,12 +142,14 @@ export class Membership {
       now: performance.now(),
     });
     const m = new Membership(swim, host, membersTopic, log);
-    host.onMessage((bytes, peer) => m.#receive(bytes, peer));
+    host.onMessage((bytes, via) => m.#receive(bytes, via));
     host.onTopicMessage((topic, bytes) => {
       if (topic === membersTopic) m.#receive(bytes, undefined);
       else m.#topicHandlers.get(topic)?.(bytes);
     });
     host.onUnreachable((addr) => m.#unreachable(addr));
+    m.#peersTimer = setInterval(() => m.#keepBroadcastPeers(), BROADCAST_PEERS_CHECK_MS);
+    m.#peersTimer.unref();
     m.#flush();
     log.info({ addr: host.addr, peerId: host.peerId }, 'gossip started');
     return m;
@@ -271,6 +287,7 @@ export class Membership {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
+    if (this.#peersTimer) clearInterval(this.#peersTimer);
     for (const waiters of this.#joinWaiters.values()) for (const w of waiters) w(new Error('agent stopping'));
     this.#joinWaiters.clear();
     await this.#host.stop();
@@ -296,8 +313,8 @@ export class Membership {
     });
   }
 
-  /** `peer`: the sender of a direct frame; undefined for a broadcast (see Swim.receive). */
-  #receive(bytes: Uint8Array, peer: string | undefined): void {
+  /** `via`: how a direct frame or packet came; undefined for a broadcast (see Swim.receive). */
+  #receive(bytes: Uint8Array, via: MessageVia | undefined): void {
     if (this.#stopped) return;
     let message: ReturnType<typeof decodeMessage>;
     try {
@@ -307,8 +324,8 @@ export class Membership {
       this.#log.debug({ err: (err as Error).message }, 'dropped an undecodable gossip frame');
       return;
     }
-    if (peer !== undefined) this.#host.associate(message.from.addr, peer);
-    this.#swim.receive(message, performance.now(), peer !== undefined);
+    if (via?.kind === 'stream') this.#host.associate(message.from.addr, via.peer);
+    this.#swim.receive(message, performance.now(), via !== undefined);
     this.#flush();
   }
 
@@ -319,6 +336,17 @@ export class Membership {
       for (const w of [...waiters]) w(new Error('unreachable: the connection failed or timed out'));
     this.#swim.hintUnreachable(addr, performance.now());
     this.#flush();
+  }
+
+  /** Dials one random live member when this agent has fewer than {@link BROADCAST_PEERS} peers. */
+  #keepBroadcastPeers(): void {
+    if (this.#stopped || this.#left || this.#host.connectedPeers() >= BROADCAST_PEERS) return;
+    const self = this.#swim.self().name;
+    const candidates = this.#swim
+      .members()
+      .filter((m) => m.name !== self && m.status === 'alive' && !this.#host.isConnected(m.addr));
+    if (candidates.length === 0) return;
+    this.#host.connect(candidates[Math.floor(Math.random() * candidates.length)].addr);
   }
 
   #tick(): void {
@@ -333,7 +361,12 @@ export class Membership {
   #flush(): void {
     if (this.#stopped) return;
     const { messages, broadcasts, events } = this.#swim.drain();
-    for (const m of messages) this.#host.send(m.to, encodeMessage(m.message));
+    for (const m of messages) {
+      const bytes = encodeMessage(m.message);
+      // Push-pull (whole state, and a join's answer) goes over TCP, as memberlist's does; the rest
+      // as packets unless too large for one.
+      if (m.message.type === 'push-pull' || !this.#host.sendPacket(m.to, bytes)) this.#host.send(m.to, bytes);
+    }
     for (const b of broadcasts) this.#host.publish(this.#membersTopic, encodeMessage(b));
     for (const e of events) {
       if (e.type === 'join-ack') {

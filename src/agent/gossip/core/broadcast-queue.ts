@@ -5,15 +5,17 @@
  * cheap even with thousands queued (a mass join).
  *
  * Unlike memberlist's, a transmission counts only toward a recipient that has not had the update
- * from us yet. memberlist gossips to random members, so repeats are rare; meshd gossips over the
- * links it has (see swim.ts), few at first, and without this the limit would be spent resending
- * the same updates to the same two or three members.
+ * from us yet, so in a small cluster the limit is not spent resending an update to a member that
+ * already had it. Each message also takes no more than a byte budget of updates, so that it stays
+ * one UDP packet.
  */
 
 import type { Update } from './types.ts';
 
 interface Entry {
   update: Update;
+  /** Its size on the wire (JSON bytes), for the piggyback byte budget. */
+  bytes: number;
   /** Recipients this version of the update went to. */
   sentTo: Set<string>;
 }
@@ -30,7 +32,7 @@ export class BroadcastQueue {
   enqueue(update: Update): void {
     const at = this.#where.get(update.name);
     if (at !== undefined) this.#buckets[at].delete(update.name);
-    this.#bucket(0).set(update.name, { update, sentTo: new Set() });
+    this.#bucket(0).set(update.name, { update, bytes: updateBytes(update), sentTo: new Set() });
     this.#where.set(update.name, 0);
   }
 
@@ -39,22 +41,26 @@ export class BroadcastQueue {
   }
 
   /**
-   * Up to `max` updates to piggyback on a message to `to`, least-sent first, skipping those `to`
-   * already had from us; each counts a transmission, and one sent `limit` times leaves the queue.
+   * Up to `max` updates of at most `maxBytes` in all to piggyback on a message to `to`, least-sent
+   * first, skipping those `to` already had from us; each counts a transmission, and one sent
+   * `limit` times leaves the queue. An update larger than `maxBytes` goes alone when it comes first.
    */
-  take(max: number, limit: number, to: string): Update[] {
+  take(max: number, limit: number, to: string, maxBytes = Number.POSITIVE_INFINITY): Update[] {
     const out: Update[] = [];
     const moves: [string, Entry, number][] = [];
     let skips = 0;
+    let bytes = 0;
     scan: for (let t = 0; t < this.#buckets.length && out.length < max; t++) {
       for (const [name, entry] of this.#buckets[t]) {
-        if (entry.sentTo.has(to)) {
+        const tooBig = bytes + entry.bytes > maxBytes && out.length > 0;
+        if (entry.sentTo.has(to) || tooBig) {
           if (++skips >= SKIP_BUDGET) break scan;
           continue;
         }
         out.push(entry.update);
         moves.push([name, entry, t]);
-        if (out.length >= max) break;
+        bytes += entry.bytes;
+        if (out.length >= max || bytes >= maxBytes) break scan;
       }
     }
     for (const [name, entry, t] of moves) {
@@ -74,4 +80,11 @@ export class BroadcastQueue {
     while (this.#buckets.length <= t) this.#buckets.push(new Map());
     return this.#buckets[t];
   }
+}
+
+const encoder = new TextEncoder();
+
+/** UTF-8 bytes of the update as JSON, plus its separator in the array. */
+export function updateBytes(u: Update): number {
+  return encoder.encode(JSON.stringify(u)).length + 1;
 }

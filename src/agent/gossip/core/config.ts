@@ -8,11 +8,6 @@ export interface SwimConfig {
   probeIntervalMs: number;
   /** How long a direct ping waits for its ack before indirect probes go out. */
   probeTimeoutMs: number;
-  /**
-   * Added to the probe timeout when the target has no link yet (see swim.ts): the time a
-   * connection set-up may take. A refused connection cuts it short (a transport hint).
-   */
-  dialAllowanceMs: number;
   /** Time between gossip rounds that push queued updates to random members. */
   gossipIntervalMs: number;
   /** Members each gossip round sends to. */
@@ -39,12 +34,17 @@ export interface SwimConfig {
   tombstoneTimeoutMs: number;
   /** Most updates piggybacked on one message. */
   maxPiggyback: number;
+  /**
+   * Most bytes of updates (as JSON) piggybacked on one message, so that a probe or gossip message
+   * stays one UDP packet (1,400 bytes, packet.ts) with room for its own fields. An update larger
+   * than this on its own still goes, alone, on a message that then travels over TCP.
+   */
+  maxPiggybackBytes: number;
 }
 
 export const LAN: SwimConfig = {
   probeIntervalMs: 1_000,
   probeTimeoutMs: 500, // a LAN round trip is far below; leaves room for a slow peer
-  dialAllowanceMs: 3_000, // one lost SYN (retransmitted after 1 s) plus a loaded handshake
   gossipIntervalMs: 200,
   gossipNodes: 3,
   indirectChecks: 3,
@@ -58,13 +58,13 @@ export const LAN: SwimConfig = {
   reconnectTimeoutMs: 72 * 3_600_000, // Consul's reconnect_timeout
   tombstoneTimeoutMs: 24 * 3_600_000, // Serf's TombstoneTimeout
   maxPiggyback: 24,
+  maxPiggybackBytes: 1_000,
 };
 
 export const WAN: SwimConfig = {
   ...LAN,
   probeIntervalMs: 5_000,
   probeTimeoutMs: 3_000,
-  dialAllowanceMs: 5_000,
   gossipIntervalMs: 500,
   gossipNodes: 4,
   suspicionMult: 6,
@@ -76,7 +76,6 @@ export const LOCAL: SwimConfig = {
   ...LAN,
   probeIntervalMs: 1_000,
   probeTimeoutMs: 200,
-  dialAllowanceMs: 1_500,
   gossipIntervalMs: 100,
   suspicionMult: 3,
   retransmitMult: 2,

@@ -70,14 +70,6 @@ export class Swim {
   readonly #stats: Record<string, number> = {};
   /** Every member but self, for O(1) random picks. */
   readonly #others = new RandomSet();
-  /**
-   * Members this one has a working link to: it heard from them directly (not through a broadcast)
-   * and no transport hint said the link broke since. Over TCP a link is an open connection, and
-   * opening one (TCP + noise + yamux + identify) costs tens of ms of CPU at both ends, so gossip
-   * rounds and indirect probes go over links; only the round-robin probe (and push-pull) opens
-   * new ones, at most one per probe interval, instead of every member dialing everyone at once.
-   */
-  readonly #linked = new RandomSet();
   /** Failed and left members (what reaping and reconnects look at). */
   readonly #gone = new Set<string>();
   #live = 1;
@@ -88,7 +80,6 @@ export class Swim {
   #leaving = false;
   #nextProbeAt: number;
   #nextGossipAt: number;
-  #nextUnlinkedGossipAt = 0;
   #nextStrangerPushPullAt = 0;
   #nextPushPullAt: number;
   #nextReconnectAt: number;
@@ -97,7 +88,12 @@ export class Swim {
   #broadcasts: GossipMessage[] = [];
   #events: MembershipEvent[] = [];
 
-  constructor(init: { self: MemberInfo; config: SwimConfig; random: () => number; now: number }) {
+  constructor(init: {
+    self: MemberInfo;
+    config: SwimConfig;
+    random: () => number;
+    now: number;
+  }) {
     this.#cfg = init.config;
     this.#random = init.random;
     this.#selfName = init.self.name;
@@ -154,7 +150,6 @@ export class Swim {
     this.#gone.delete(name);
     this.#suspicions.delete(name);
     this.#others.delete(name);
-    this.#linked.delete(name);
     this.#liveDirty = true;
   }
 
@@ -213,10 +208,7 @@ export class Swim {
     for (const m of this.#members.values()) {
       if (m.addr === addr && m.name !== this.#selfName) target = m;
     }
-    if (!target) return;
-    // The link is gone (a dial failed, a connection dropped): the next message opens a new one.
-    this.#linked.delete(target.name);
-    if (target.status !== 'alive') return;
+    if (target?.status !== 'alive') return;
     this.#count('hints');
     for (const p of this.#probes.values()) {
       if (p.target !== target.name) continue;
@@ -228,8 +220,9 @@ export class Swim {
   }
 
   /**
-   * One message in. `direct`: it came straight from its sender (a frame), which proves a link to
-   * it; false for a broadcast (gossipsub), which may have been relayed by anyone.
+   * One message in. `direct`: it came straight from its sender (a packet or a frame); false for a
+   * broadcast (gossipsub), which may have been relayed by anyone. A direct message from a member
+   * we do not know means we missed its join: it starts a push-pull with it.
    */
   receive(message: GossipMessage, now: number, direct = true): void {
     if (message.from.name === this.#selfName) {
@@ -237,10 +230,8 @@ export class Swim {
       return;
     }
     for (const u of message.updates) this.#apply(u, now, false);
-    if (direct) {
-      const sender = this.#members.get(message.from.name);
-      if (sender?.addr === message.from.addr) this.#linked.add(sender.name);
-      else if (!sender && message.type !== 'push-pull') this.#meetStranger(message.from.addr, now);
+    if (direct && message.type !== 'push-pull' && !this.#members.has(message.from.name)) {
+      this.#meetStranger(message.from.addr, now);
     }
     switch (message.type) {
       case 'ping':
@@ -355,13 +346,10 @@ export class Swim {
   #startProbe(target: Member, now: number, hinted: boolean): void {
     const seq = ++this.#seq;
     this.#count('probes');
-    // A target without a link must be connected to first: that set-up is not its silence.
-    const dial = this.#linked.has(target.name) ? 0 : this.#cfg.dialAllowanceMs;
-    if (dial > 0) this.#count('probes_unlinked');
     this.#probes.set(seq, {
       seq,
       target: target.name,
-      timeoutAt: now + this.#awareness.scale(this.#cfg.probeTimeoutMs) + dial,
+      timeoutAt: now + this.#awareness.scale(this.#cfg.probeTimeoutMs),
       endAt: Number.POSITIVE_INFINITY,
       indirect: false,
       nacksExpected: 0,
@@ -377,10 +365,10 @@ export class Swim {
     p.endAt = now + this.#awareness.scale(this.#cfg.probeIntervalMs - this.#cfg.probeTimeoutMs);
     const target = this.#members.get(p.target);
     if (!target) return;
-    const helper = (m: Member) => m.status === 'alive' && m.name !== p.target;
-    // Helpers we have links to answer within the period; asking others would open new links.
-    let helpers = this.#randomMembers(this.#cfg.indirectChecks, helper, this.#linked);
-    if (helpers.length === 0) helpers = this.#randomMembers(this.#cfg.indirectChecks, helper);
+    const helpers = this.#randomMembers(
+      this.#cfg.indirectChecks,
+      (m) => m.status === 'alive' && m.name !== p.target,
+    );
     p.nacksExpected = helpers.length;
     for (const h of helpers) {
       this.#count('indirect');
@@ -446,16 +434,9 @@ export class Swim {
       m.status === 'alive' ||
       m.status === 'suspect' ||
       (m.status === 'failed' && now - m.statusSince < this.#cfg.gossipToTheDeadMs);
-    // Over links, plus one random member (linked or not) once per probe interval: enough
-    // randomness for updates to spread epidemically, at most one new link per interval.
-    const targets = this.#randomMembers(this.#cfg.gossipNodes, ok, this.#linked);
-    if (now >= this.#nextUnlinkedGossipAt) {
-      this.#nextUnlinkedGossipAt = now + this.#cfg.probeIntervalMs;
-      const [extra] = this.#randomMembers(1, (m) => ok(m) && !targets.includes(m));
-      if (extra) targets.push(extra);
-    }
     // A gossip message is only its piggyback: none goes to a target that already had it all.
-    for (const t of targets) this.#send(t.addr, { type: 'gossip' }, now, true);
+    for (const t of this.#randomMembers(this.#cfg.gossipNodes, ok))
+      this.#send(t.addr, { type: 'gossip' }, now, true);
   }
 
   /**
@@ -772,11 +753,9 @@ export class Swim {
     return undefined;
   }
 
-  /**
-   * Up to k distinct random members of `among` (default: all) passing `ok`: random picks first, a
-   * full scan if they miss.
-   */
-  #randomMembers(k: number, ok: (m: Member) => boolean, among: RandomSet = this.#others): Member[] {
+  /** Up to k distinct random members passing `ok`: random picks first, a full scan if they miss. */
+  #randomMembers(k: number, ok: (m: Member) => boolean): Member[] {
+    const among = this.#others;
     const out: Member[] = [];
     const seen = new Set<string>();
     const n = among.size;
@@ -819,7 +798,7 @@ export class Swim {
     // Transmissions count per distinct recipient, so no more than there are other live members.
     const live = this.#liveCount();
     const limit = Math.max(1, Math.min(retransmitLimit(this.#cfg.retransmitMult, live), live - 1));
-    const updates = this.#queue.take(this.#cfg.maxPiggyback, limit, to);
+    const updates = this.#queue.take(this.#cfg.maxPiggyback, limit, to, this.#cfg.maxPiggybackBytes);
     if (onlyWithUpdates && updates.length === 0) return;
     this.#out.push({ to, message: this.#message(body, updates) });
     void now;
