@@ -425,7 +425,7 @@ test('a member we do not know talking to us starts a push-pull with it, at most 
   t.is(s.stats().stranger_push_pulls, 2);
 });
 
-test('an idle member sends no gossip: an update leaves the queue once every other member had it, and empty gossip is not sent', (t) => {
+test('an idle member sends no gossip and does not wake up for it: an update leaves the queue once every other member had it', (t) => {
   const s = swim('me');
   s.receive(gossip('a', [alive('a', 1)]), 0);
   s.drain();
@@ -448,4 +448,12 @@ test('an idle member sends no gossip: an update leaves the queue once every othe
   }
   // With one other member the limit is one transmission: a's alive goes out once, then silence.
   t.true(gossipSent <= 1, `${gossipSent} gossip messages in 10 s`);
+  // Nor does it wake up for gossip rounds: the next deadline is the next probe (or later), not
+  // the next gossip interval; an update queued brings the gossip round back at once.
+  const now = 10_000;
+  s.tick(now);
+  s.drain();
+  t.true(s.nextDeadline() > now + LAN.gossipIntervalMs, `next deadline in ${s.nextDeadline() - now} ms`);
+  s.receive(gossip('a', [alive('b', 1)]), now);
+  t.true(s.nextDeadline() <= now + LAN.gossipIntervalMs, 'a queued update is gossiped within an interval');
 });

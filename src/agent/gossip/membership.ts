@@ -397,7 +397,9 @@ export class Membership {
     if (at < this.#timerAt) {
       if (this.#timer) clearTimeout(this.#timer);
       this.#timerAt = at;
-      this.#timer = setTimeout(() => this.#tick(), Math.max(0, at - performance.now()));
+      // Node fires a timer up to 1 ms early (its clock is in whole ms): one more ms avoids a wake-up
+      // in which the core finds nothing due yet and asks for another.
+      this.#timer = setTimeout(() => this.#tick(), Math.max(0, Math.ceil(at - performance.now()) + 1));
       this.#timer.unref();
     }
   }

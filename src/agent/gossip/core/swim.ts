@@ -295,13 +295,10 @@ export class Swim {
   }
 
   nextDeadline(): number {
-    let at = Math.min(
-      this.#nextProbeAt,
-      this.#nextGossipAt,
-      this.#nextPushPullAt,
-      this.#nextReconnectAt,
-      this.#nextReapAt,
-    );
+    let at = Math.min(this.#nextProbeAt, this.#nextPushPullAt, this.#nextReconnectAt, this.#nextReapAt);
+    // A gossip round with nothing queued sends nothing: no need to wake up for it (an idle agent
+    // would otherwise wake five times a second for nothing).
+    if (this.#queue.size > 0) at = Math.min(at, this.#nextGossipAt);
     for (const p of this.#probes.values()) at = Math.min(at, p.indirect ? p.endAt : p.timeoutAt);
     for (const r of this.#relays.values()) at = Math.min(at, r.nackAt);
     for (const s of this.#suspicions.values()) at = Math.min(at, s.deadline());
