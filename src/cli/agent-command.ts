@@ -48,11 +48,14 @@ export async function runAgent(argv: string[]): Promise<number> {
   for (const w of warnings) logger.warn(w);
 
   // A client agent runs on every host and serves little traffic: a 1 MiB young generation (V8's
-  // default grows to tens of MiB) saves ~20 MiB of RSS per host for a few more cheap scavenges.
-  // Servers keep the default, which their request rates need. Set before the agent's modules load.
+  // default grows to tens of MiB) saves ~20 MiB of RSS per host for a few more cheap scavenges,
+  // and V8's optimize-for-size mode another ~26 MiB (141 → 115 MiB for a client in a cluster, no
+  // idle CPU difference measurable). Servers keep the defaults, which their request rates need.
+  // Set before the agent's modules load.
   if (!config.server) {
     setFlagsFromString('--max-semi-space-size=1');
     setFlagsFromString('--semi-space-growth-factor=1');
+    setFlagsFromString('--optimize-for-size');
   }
   const [{ Agent }, { agentHttpRoutes }, { startHttpApi }] = await Promise.all([
     import('../agent/agent.ts'),

@@ -457,7 +457,7 @@ test('packets under another key, plain packets to a keyed agent and UDP garbage 
   await waitFor('the friend packet', () => a.inbox.includes('hello'));
 });
 
-test('connect opens a connection without a stream; isConnected and connectedPeers see it; a dead address is reported', async (t) => {
+test('connect opens a connection without a stream; isConnected and connectedPeers see it; a dead address, and a closed connection, are reported', async (t) => {
   const a = await start(t, '127.0.0.137');
   const b = await start(t, '127.0.0.138');
   t.false(a.host.isConnected(b.host.addr));
@@ -468,4 +468,12 @@ test('connect opens a connection without a stream; isConnected and connectedPeer
   a.host.connect(dead);
   await waitFor('the dead address reported', () => a.unreachable.includes(dead));
   t.false(a.host.isConnected(dead));
+  // The connection carries no stream of ours: when b goes away, its closing is the hint.
+  await waitFor('identify told a where b listens', () => a.host.isConnected(b.host.addr));
+  t.false(a.unreachable.includes(b.host.addr));
+  await b.host.stop();
+  await waitFor('b reported unreachable when its connection closed', () =>
+    a.unreachable.includes(b.host.addr),
+  );
+  t.is(a.host.stats().disconnects, 1);
 });

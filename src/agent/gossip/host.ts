@@ -118,12 +118,12 @@ export interface GossipHost {
   associate(addr: string, peer: string): void;
   /** Gossipsub messages on the joined topics. */
   onTopicMessage(handler: (topic: string, bytes: Uint8Array) => void): void;
-  /** A dial or write to `addr` failed, or the stream we send it on closed without our asking. */
+  /** A dial or write to `addr` failed, or the stream we send it on or our last connection to it closed without our asking. */
   onUnreachable(handler: (addr: string) => void): void;
   /**
    * Counters and a few gauges, sorted by name: `frames.in|out`, `bytes.in|out` (direct frames as on the
    * stream, length prefixes included), `packets.in|out`, `packet_bytes.in|out`, `topic.in|out`,
-   * `unreachable`, `dropped.<cause>` (inbound: `oversize`, `malformed`, `topic_oversize`,
+   * `unreachable`, `disconnects`, `dropped.<cause>` (inbound: `oversize`, `malformed`, `topic_oversize`,
    * `packet_<fault>` (packet.ts); outbound: `dial`, `write`, `queue`, `oversize_out`, `bad_addr`,
    * `self`, `publish`, `stopped`, `packet_send`), `connections`, `peers`, `channels`, `queued.frames`.
    */
@@ -190,6 +190,8 @@ export const GOSSIPSUB_LAN = {
 } as const satisfies Partial<GossipsubOpts>;
 
 const MiB = 1024 * 1024;
+/** A disconnect this soon after the channel to the same address failed is not reported again. */
+const REPORTED_RECENTLY_MS = 2_000;
 
 /** The unsigned LEB128 varint of `n` followed by `payload`. */
 export function encodeFrame(payload: Uint8Array): Uint8Array {
@@ -357,6 +359,8 @@ class Libp2pGossipHost implements GossipHost {
   private readonly messageHandlers: Array<(bytes: Uint8Array, via: MessageVia) => void> = [];
   private readonly codec: PacketCodec;
   private udp: UdpSocket | undefined;
+  /** When each address was last reported unreachable by its channel (a disconnect right after is the same news). */
+  private readonly reportedAt = new Map<string, number>();
   /** Addresses `connect` is dialing. */
   private readonly dialing = new Set<string>();
   private readonly topicHandlers: Array<(topic: string, bytes: Uint8Array) => void> = [];
@@ -710,10 +714,23 @@ class Libp2pGossipHost implements GossipHost {
   }
 
   private forgetPeer(peer: string): void {
-    for (const a of this.peerAddrs.get(peer) ?? []) {
+    const addrs = this.peerAddrs.get(peer) ?? [];
+    for (const a of addrs) {
       if (this.addrPeer.get(a) === peer) this.addrPeer.delete(a);
     }
     this.peerAddrs.delete(peer);
+    if (this.stopping) return;
+    // The last connection to it closed without our asking (its process died, the network broke):
+    // it is probed at once, as when a send stream breaks (a channel reports that itself). Most
+    // connections carry no stream of ours (gossipsub peers), so without this a kill -9 would wait
+    // for the round-robin probe.
+    const now = performance.now();
+    for (const a of addrs) {
+      const reported = this.reportedAt.get(a);
+      if (this.channels.has(a) || (reported !== undefined && now - reported < REPORTED_RECENTLY_MS)) continue;
+      this.count('disconnects');
+      for (const h of this.unreachableHandlers) this.deliver(() => h(a));
+    }
   }
 
   /** An open connection to whoever listens at `addr`, in either direction, if identify told us of one. */
@@ -799,6 +816,8 @@ class Libp2pGossipHost implements GossipHost {
     ch.queue = [];
     ch.queuedBytes = 0;
     this.count('unreachable');
+    this.reportedAt.set(ch.addr, performance.now());
+    if (this.reportedAt.size > 4_096) this.reportedAt.delete(this.reportedAt.keys().next().value as string);
     this.log.debug(
       { addr: ch.addr, err: err instanceof Error ? err.message : String(err) },
       'gossip peer unreachable',
