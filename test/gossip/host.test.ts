@@ -477,3 +477,26 @@ test('connect opens a connection without a stream; isConnected and connectedPeer
   );
   t.is(a.host.stats().disconnects, 1);
 });
+
+test('trimConnections closes connections beyond the cap, sparing young ones, and reports none unreachable', async (t) => {
+  const a = await start(t, '127.0.0.141');
+  const others = await Promise.all(
+    ['127.0.0.142', '127.0.0.143', '127.0.0.144', '127.0.0.145'].map((ip) => start(t, ip)),
+  );
+  for (const o of others) a.host.connect(o.host.addr);
+  await waitFor(
+    'four peers, identified',
+    () => others.every((o) => a.host.isConnected(o.host.addr)) && a.host.connectedPeers() === 4,
+  );
+  a.host.trimConnections(2, 60_000);
+  t.is(a.host.connectedPeers(), 4, 'connections younger than the minimum age are spared');
+  a.host.trimConnections(2, 0);
+  await waitFor('two peers left', () => a.host.connectedPeers() === 2);
+  t.is(a.host.stats().trimmed, 2);
+  // Still talking to a trimmed peer works: the next send dials again.
+  const trimmed = others.filter((o) => !a.host.isConnected(o.host.addr));
+  t.is(trimmed.length, 2);
+  a.host.send(trimmed[0].host.addr, bytes('after the trim'));
+  await waitFor('the frame after the trim', () => trimmed[0].inbox.includes('after the trim'));
+  t.deepEqual(a.unreachable, [], 'a trim is not news');
+});

@@ -103,6 +103,11 @@ export interface GossipHost {
   isConnected(to: string): boolean;
   /** Distinct peers with an open connection. */
   connectedPeers(): number;
+  /**
+   * Closes connections to random peers until at most `max` remain, sparing any connection younger
+   * than `minAgeMs` and any peer with frames queued for it. Not reported unreachable (we asked).
+   */
+  trimConnections(max: number, minAgeMs: number): void;
   /** Gossipsub broadcast; best effort like `send`. */
   publish(topic: string, bytes: Uint8Array): void;
   /**
@@ -123,7 +128,7 @@ export interface GossipHost {
   /**
    * Counters and a few gauges, sorted by name: `frames.in|out`, `bytes.in|out` (direct frames as on the
    * stream, length prefixes included), `packets.in|out`, `packet_bytes.in|out`, `topic.in|out`,
-   * `unreachable`, `disconnects`, `dropped.<cause>` (inbound: `oversize`, `malformed`, `topic_oversize`,
+   * `unreachable`, `disconnects`, `trimmed`, `dropped.<cause>` (inbound: `oversize`, `malformed`, `topic_oversize`,
    * `packet_<fault>` (packet.ts); outbound: `dial`, `write`, `queue`, `oversize_out`, `bad_addr`,
    * `self`, `publish`, `stopped`, `packet_send`), `connections`, `peers`, `channels`, `queued.frames`.
    */
@@ -361,6 +366,8 @@ class Libp2pGossipHost implements GossipHost {
   private udp: UdpSocket | undefined;
   /** When each address was last reported unreachable by its channel (a disconnect right after is the same news). */
   private readonly reportedAt = new Map<string, number>();
+  /** Addresses whose connections `trimConnections` is closing (their disconnect is not news). */
+  private readonly trimming = new Set<string>();
   /** Addresses `connect` is dialing. */
   private readonly dialing = new Set<string>();
   private readonly topicHandlers: Array<(topic: string, bytes: Uint8Array) => void> = [];
@@ -625,6 +632,47 @@ class Libp2pGossipHost implements GossipHost {
     return peers.size;
   }
 
+  trimConnections(max: number, minAgeMs: number): void {
+    const node = this.node;
+    if (!node || this.stopping) return;
+    const byPeer = new Map<string, Connection[]>();
+    for (const c of node.getConnections()) {
+      if (c.status !== 'open') continue;
+      const peer = c.remotePeer.toString();
+      byPeer.set(peer, [...(byPeer.get(peer) ?? []), c]);
+    }
+    let excess = byPeer.size - max;
+    if (excess <= 0) return;
+    const now = Date.now();
+    const spare = (peer: string, conns: Connection[]) =>
+      conns.some((c) => now - c.timeline.open < minAgeMs) ||
+      (this.peerAddrs.get(peer) ?? []).some((a) => {
+        const ch = this.channels.get(a);
+        return ch !== undefined && (ch.queue.length > 0 || ch.opening || ch.draining);
+      });
+    const candidates = [...byPeer].filter(([peer, conns]) => !spare(peer, conns));
+    while (excess > 0 && candidates.length > 0) {
+      const i = Math.floor(Math.random() * candidates.length);
+      const [peer, conns] = candidates[i];
+      candidates[i] = candidates[candidates.length - 1];
+      candidates.pop();
+      excess--;
+      this.count('trimmed');
+      for (const a of this.peerAddrs.get(peer) ?? []) {
+        this.trimming.add(a);
+        // Its channel goes quietly: its stream closing is not news either.
+        const ch = this.channels.get(a);
+        if (ch) {
+          this.channels.delete(a);
+          ch.stream = undefined;
+        }
+      }
+      for (const c of conns) {
+        c.close().catch((err: unknown) => c.abort(err instanceof Error ? err : new Error(String(err))));
+      }
+    }
+  }
+
   publish(topic: string, bytes: Uint8Array): void {
     const pubsub = this.node?.services.pubsub;
     if (this.stopping || !pubsub) {
@@ -726,6 +774,7 @@ class Libp2pGossipHost implements GossipHost {
     // for the round-robin probe.
     const now = performance.now();
     for (const a of addrs) {
+      if (this.trimming.delete(a)) continue;
       const reported = this.reportedAt.get(a);
       if (this.channels.has(a) || (reported !== undefined && now - reported < REPORTED_RECENTLY_MS)) continue;
       this.count('disconnects');

@@ -63,6 +63,15 @@ const LEAVE_PROPAGATE_MS = 1_000;
 const BROADCAST_PEERS = 6;
 /** How often the broadcast peers are checked (and at most one dial started). */
 const BROADCAST_PEERS_CHECK_MS = 1_000;
+/**
+ * Connections kept at most. The seed of a mass join gets one from every joiner, and push-pull
+ * partners accumulate; beyond this, random idle ones older than {@link TRIM_MIN_AGE_MS} are
+ * closed (gossipsub re-forms its mesh over the rest), so a seed of a large cluster does not keep
+ * a connection (keepalives, gossipsub heartbeat work, buffers) per member.
+ */
+const MAX_PEERS = 4 * BROADCAST_PEERS;
+/** A connection this young may still be answering a join or a push-pull: never trimmed. */
+const TRIM_MIN_AGE_MS = 30_000;
 
 /** "host", "host:port", "[v6]:port" → "ip:port" (names resolved), `defaultPort` when none given. */
 export async function resolveGossipAddress(addr: string, defaultPort: number): Promise<string> {
@@ -338,9 +347,15 @@ export class Membership {
     this.#flush();
   }
 
-  /** Dials one random live member when this agent has fewer than {@link BROADCAST_PEERS} peers. */
+  /**
+   * Dials one random live member when this agent has fewer than {@link BROADCAST_PEERS} peers;
+   * trims connections beyond {@link MAX_PEERS}.
+   */
   #keepBroadcastPeers(): void {
-    if (this.#stopped || this.#left || this.#host.connectedPeers() >= BROADCAST_PEERS) return;
+    if (this.#stopped || this.#left) return;
+    const peers = this.#host.connectedPeers();
+    if (peers > MAX_PEERS) this.#host.trimConnections(MAX_PEERS, TRIM_MIN_AGE_MS);
+    if (peers >= BROADCAST_PEERS) return;
     const self = this.#swim.self().name;
     const candidates = this.#swim
       .members()
