@@ -8,8 +8,8 @@
  *    process takes far longer than a Go binary to start); then every agent is asked to join agent
  *    1 at once (`PUT /v1/agent/join`, `serf join`), and the join time runs until every agent lists
  *    N alive;
- * 2. settle for `--settle` seconds (default N: one probe round, in which meshd's members open
- *    their connections to each other one probe at a time), then idle: RSS per agent, CPU ms per
+ * 2. settle for `--settle` seconds (default N: one probe round, in which meshd's members still
+ *    dial the few connections gossipsub keeps), then idle: RSS per agent, CPU ms per
  *    agent per second (/proc), bytes per agent per second sent on lo (nftables counters by source
  *    address); false failures (any agent listing a live member as anything but alive, polled
  *    every 2 s) are counted through both;

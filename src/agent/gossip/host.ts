@@ -614,9 +614,7 @@ class Libp2pGossipHost implements GossipHost {
         this.dialing.delete(to);
         if (this.stopping) return;
         this.count('dropped.dial');
-        this.count('unreachable');
-        this.log.debug({ addr: to, err: (err as Error).message }, 'gossip peer unreachable');
-        for (const h of this.unreachableHandlers) this.deliver(() => h(to));
+        this.reportUnreachable(to, err);
       },
     );
   }
@@ -639,7 +637,9 @@ class Libp2pGossipHost implements GossipHost {
     for (const c of node.getConnections()) {
       if (c.status !== 'open') continue;
       const peer = c.remotePeer.toString();
-      byPeer.set(peer, [...(byPeer.get(peer) ?? []), c]);
+      const conns = byPeer.get(peer);
+      if (conns) conns.push(c);
+      else byPeer.set(peer, [c]);
     }
     let excess = byPeer.size - max;
     if (excess <= 0) return;
@@ -864,14 +864,19 @@ class Libp2pGossipHost implements GossipHost {
     if (ch.queue.length > 0) this.count(counter, ch.queue.length);
     ch.queue = [];
     ch.queuedBytes = 0;
+    this.reportUnreachable(ch.addr, err);
+  }
+
+  /** Counts, logs and hands `addr` to the unreachable handlers (remembering when, see forgetPeer). */
+  private reportUnreachable(addr: string, err: unknown): void {
     this.count('unreachable');
-    this.reportedAt.set(ch.addr, performance.now());
+    this.reportedAt.set(addr, performance.now());
     if (this.reportedAt.size > 4_096) this.reportedAt.delete(this.reportedAt.keys().next().value as string);
     this.log.debug(
-      { addr: ch.addr, err: err instanceof Error ? err.message : String(err) },
+      { addr, err: err instanceof Error ? err.message : String(err) },
       'gossip peer unreachable',
     );
-    for (const h of this.unreachableHandlers) this.deliver(() => h(ch.addr));
+    for (const h of this.unreachableHandlers) this.deliver(() => h(addr));
   }
 
   private receivePacket(packet: Uint8Array, ip: string, port: number): void {

@@ -55,8 +55,7 @@ export function decodeGossipKey(base64: string): Uint8Array {
  * @throws GossipKeyError when the key is not base64 of 16, 24 or 32 bytes.
  */
 export function pskFromGossipKey(base64: string): Uint8Array {
-  const raw = decodeGossipKey(base64);
-  const psk = Buffer.from(hkdfSync('sha256', raw, new Uint8Array(0), PNET_LABEL, 32));
+  const psk = Buffer.from(deriveFromGossipKey(base64, PNET_LABEL));
   return new TextEncoder().encode(`/key/swarm/psk/1.0.0/\n/base16/\n${psk.toString('hex')}`);
 }
 
@@ -68,6 +67,10 @@ export const PACKET_LABEL = 'meshd gossip packet v1';
  * @throws GossipKeyError when the key is not base64 of 16, 24 or 32 bytes.
  */
 export function packetKeyFromGossipKey(base64: string): Uint8Array {
-  const raw = decodeGossipKey(base64);
-  return new Uint8Array(hkdfSync('sha256', raw, new Uint8Array(0), PACKET_LABEL, 32));
+  return deriveFromGossipKey(base64, PACKET_LABEL);
+}
+
+/** 32 bytes of HKDF-SHA256 of the raw cluster key under `label`: one key per use, never the raw key. */
+function deriveFromGossipKey(base64: string, label: string): Uint8Array {
+  return new Uint8Array(hkdfSync('sha256', decodeGossipKey(base64), new Uint8Array(0), label, 32));
 }

@@ -11,10 +11,6 @@ export class RandomSet {
     return this.#values.length;
   }
 
-  has(value: string): boolean {
-    return this.#slot.has(value);
-  }
-
   add(value: string): void {
     if (this.#slot.has(value)) return;
     this.#slot.set(value, this.#values.length);

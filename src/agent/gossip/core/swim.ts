@@ -88,12 +88,7 @@ export class Swim {
   #broadcasts: GossipMessage[] = [];
   #events: MembershipEvent[] = [];
 
-  constructor(init: {
-    self: MemberInfo;
-    config: SwimConfig;
-    random: () => number;
-    now: number;
-  }) {
+  constructor(init: { self: MemberInfo; config: SwimConfig; random: () => number; now: number }) {
     this.#cfg = init.config;
     this.#random = init.random;
     this.#selfName = init.self.name;
@@ -752,12 +747,11 @@ export class Swim {
 
   /** Up to k distinct random members passing `ok`: random picks first, a full scan if they miss. */
   #randomMembers(k: number, ok: (m: Member) => boolean): Member[] {
-    const among = this.#others;
     const out: Member[] = [];
     const seen = new Set<string>();
-    const n = among.size;
+    const n = this.#others.size;
     for (let tries = 0; tries < 4 * k && out.length < k && n > 0; tries++) {
-      const name = among.pick(this.#random) as string;
+      const name = this.#others.pick(this.#random) as string;
       if (seen.has(name)) continue;
       seen.add(name);
       const m = this.#members.get(name) as Member;
@@ -765,7 +759,7 @@ export class Swim {
     }
     if (out.length < k && seen.size < n) {
       const pool: Member[] = [];
-      for (const name of among.values()) {
+      for (const name of this.#others.values()) {
         if (seen.has(name)) continue;
         const m = this.#members.get(name) as Member;
         if (ok(m)) pool.push(m);
