@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { aptInstall, trackChild } from '../support/host.ts';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+const MAIN = fileURLToPath(new URL('../../bin/meshd.js', import.meta.url));
 
 /** A member's status as the bench compares them. */
 export type Status = 'alive' | 'leaving' | 'left' | 'failed' | 'other';

@@ -1,7 +1,7 @@
 /**
- * The `meshd` entry point. It only turns on Node's compile cache (V8 code and stripped TypeScript,
- * kept in the OS temp dir) before loading anything else: with it every later start skips the
- * TypeScript transform and most compilation, which is most of the start-up time.
+ * The `meshd` entry point, as bin/meshd.js runs it (which also turns on the compile cache and the
+ * dependency bundle first). Started directly (`node src/cli/main.ts`), it turns on the compile
+ * cache itself before loading anything else, but runs unbundled.
  */
 
 import { enableCompileCache } from 'node:module';

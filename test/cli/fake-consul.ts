@@ -214,7 +214,7 @@ export async function deadAddr(): Promise<string> {
   return `127.0.0.1:${port}`;
 }
 
-export const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+export const MAIN = new URL('../../bin/meshd.js', import.meta.url).pathname;
 
 export interface CliResult {
   code: number | null;
@@ -231,7 +231,7 @@ export interface RunOptions {
   cwd?: string;
 }
 
-/** Runs `node src/cli/main.ts ...args` with a clean environment (no inherited CONSUL_* / MESHD_*). */
+/** Runs `node bin/meshd.js ...args` with a clean environment (no inherited CONSUL_* / MESHD_*). */
 export function runCli(args: string[], opts: RunOptions = {}): Promise<CliResult> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {

@@ -1,0 +1,130 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import test from 'ava';
+import {
+  installedTreeHash,
+  manifestProblem,
+  PROJECT_ROOT,
+  packageOf,
+  runtimeBareImports,
+  sourceBareImports,
+  VENDOR_DIR,
+  VENDOR_EXTERNALS,
+  VENDOR_FORMAT_VERSION,
+  type VendorManifest,
+  vendorResolver,
+} from '../../src/cli/vendor.ts';
+import { runCli } from './fake-consul.ts';
+
+test('runtimeBareImports finds what loads at run time and skips what type stripping erases', (t) => {
+  const source = [
+    "import { a } from 'alpha';",
+    "import type { T } from 'erased-type';",
+    'import type {',
+    '  U,',
+    "} from 'erased-multiline';",
+    'import {',
+    '  b,',
+    '  type C,',
+    "} from '@scope/beta/sub';",
+    "import { type D, e } from 'gamma';",
+    "export * from 'delta';",
+    "export type { F } from 'erased-reexport';",
+    "import 'side-effect';",
+    "const m = await import('dynamic');",
+    "import { x } from './relative.ts';",
+    "import { y } from 'node:fs';",
+    "import { z } from 'path';",
+    "// import { w } from 'in-a-line-comment';",
+    " * import { v } from 'in-a-block-comment';",
+  ].join('\n');
+  t.deepEqual([...runtimeBareImports(source)].sort(), [
+    '@scope/beta/sub',
+    'alpha',
+    'delta',
+    'dynamic',
+    'gamma',
+    'side-effect',
+  ]);
+});
+
+test('packageOf names the package of a subpath specifier', (t) => {
+  t.is(packageOf('@libp2p/crypto/keys'), '@libp2p/crypto');
+  t.is(packageOf('zod'), 'zod');
+  t.is(packageOf('zod/v4'), 'zod');
+});
+
+test('the sources import libp2p at run time, and @libp2p/interface only as types', (t) => {
+  const imports = sourceBareImports();
+  t.true(imports.includes('libp2p'));
+  t.true(imports.includes('@grpc/grpc-js'));
+  t.false(imports.includes('@libp2p/interface'));
+});
+
+const manifest: VendorManifest = {
+  version: VENDOR_FORMAT_VERSION,
+  tree: 'abc',
+  entries: { libp2p: 'entry-0.js', '@libp2p/tcp': 'entry-1.js' },
+};
+
+test('manifestProblem refuses another format, another dependency tree, or no tree at all', (t) => {
+  t.is(manifestProblem(manifest, 'abc'), undefined);
+  t.regex(
+    manifestProblem({ ...manifest, version: VENDOR_FORMAT_VERSION + 1 }, 'abc') ?? '',
+    /format version/,
+  );
+  t.regex(manifestProblem(manifest, 'def') ?? '', /dependencies changed/);
+  t.regex(manifestProblem(manifest, undefined) ?? '', /package-lock/);
+  t.regex(manifestProblem(null, 'abc') ?? '', /not an object/);
+  t.regex(manifestProblem({ version: VENDOR_FORMAT_VERSION, tree: 'abc' }, 'abc') ?? '', /no entries/);
+});
+
+test('vendorResolver maps bundled packages and reports, once, a package the bundle lacks', (t) => {
+  const unknown: string[] = [];
+  const resolve = vendorResolver({
+    manifest,
+    dir: '/opt/vendor',
+    sourcePrefix: 'file:///app/src',
+    onUnknown: (specifier) => unknown.push(specifier),
+  });
+  const ours = 'file:///app/src/agent/agent.ts';
+  t.is(resolve('libp2p', ours), pathToFileURL('/opt/vendor/entry-0.js').href);
+  t.is(resolve('@libp2p/tcp', 'file:///elsewhere/x.js'), pathToFileURL('/opt/vendor/entry-1.js').href);
+  t.is(resolve('./relative.ts', ours), undefined);
+  t.is(resolve('node:fs', ours), undefined);
+  t.is(resolve('fs', ours), undefined);
+  t.is(resolve('pino', ours), undefined);
+  t.is(resolve('not-bundled', 'file:///app/node_modules/x/index.js'), undefined);
+  t.deepEqual(unknown, []);
+  t.is(resolve('not-bundled', ours), undefined);
+  t.is(resolve('not-bundled', ours), undefined);
+  t.deepEqual(unknown, ['not-bundled']);
+});
+
+// The installed bundle: `npm ci` builds it through the `prepare` script, so it exists and matches
+// node_modules wherever the test command runs after an install.
+const manifestPath = join(VENDOR_DIR, 'manifest.json');
+
+test('the installed bundle matches node_modules and covers every package the sources load', (t) => {
+  t.true(existsSync(manifestPath), `${manifestPath} is missing: run npm run vendor`);
+  const installed = JSON.parse(readFileSync(manifestPath, 'utf8')) as VendorManifest;
+  t.is(manifestProblem(installed, installedTreeHash()), undefined);
+  const needed = sourceBareImports().filter((s) => !VENDOR_EXTERNALS.includes(packageOf(s)));
+  t.deepEqual(Object.keys(installed.entries).sort(), needed);
+  for (const file of Object.values(installed.entries)) t.true(existsSync(join(VENDOR_DIR, file)), file);
+});
+
+test('bin/meshd.js uses the bundle, and MESHD_VENDOR=0 turns it off', async (t) => {
+  const on = await runCli(['version'], { env: { MESHD_VENDOR_DEBUG: '1' } });
+  t.is(on.code, 0, on.stderr);
+  t.regex(on.stderr, /dependency bundle in use: \d+ packages/);
+  const off = await runCli(['version'], { env: { MESHD_VENDOR_DEBUG: '1', MESHD_VENDOR: '0' } });
+  t.is(off.code, 0, off.stderr);
+  t.regex(off.stderr, /dependency bundle not used: MESHD_VENDOR=0/);
+  t.is(on.stdout, off.stdout);
+});
+
+test('PROJECT_ROOT is the directory of package.json', (t) => {
+  t.true(existsSync(join(PROJECT_ROOT, 'package.json')));
+});
