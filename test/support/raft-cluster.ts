@@ -50,8 +50,10 @@ export class RaftCluster {
   private constructor(root: string, opts: ClusterOptions) {
     this.root = root;
     this.opts = opts;
-    // Distinct loopback addresses, one port range per run so parallel runs do not collide.
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    // Distinct loopback addresses, one port range per run so parallel runs do not collide. Below
+    // Linux's ephemeral range (32768-60999): there, any outgoing connection or port-0 bind of
+    // another test may take the port between this pick and the server's bind.
+    const port = 10_000 + 2 * Math.floor(Math.random() * 11_000);
     this.servers = Array.from({ length: opts.size }, (_, i) => ({
       id: `s${i + 1}`,
       raft: `127.0.0.${i + 1}:${port}`,
@@ -65,7 +67,13 @@ export class RaftCluster {
   static async start(opts: ClusterOptions): Promise<RaftCluster> {
     const root = opts.dataRoot ?? (await mkdtemp(join(tmpdir(), 'meshd-raft-')));
     const c = new RaftCluster(root, opts);
-    await Promise.all(c.servers.map((s) => c.startServer(s)));
+    try {
+      await Promise.all(c.servers.map((s) => c.startServer(s)));
+    } catch (err) {
+      // The ones that did start would keep the test process from exiting.
+      await Promise.all(c.servers.map((s) => c.kill(s)));
+      throw err;
+    }
     return c;
   }
 
