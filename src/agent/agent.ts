@@ -91,7 +91,10 @@ export class Agent {
       logger: init.logger,
       reloadConfig: init.reloadConfig,
       leave: (opts) => this.leave(opts),
-      ...(membership && { gossipStats: () => membership.stats() }),
+      ...(membership && {
+        gossipStats: () => membership.stats(),
+        clusterSize: () => membership.members().filter((m) => m.status === 'alive').length,
+      }),
     });
     const topic = eventsTopic(init.config.datacenter);
     this.events = new UserEvents(

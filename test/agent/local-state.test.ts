@@ -9,7 +9,6 @@ import {
   UnknownServiceError,
 } from '../../src/agent/local/errors.ts';
 import {
-  type Clock,
   DEFAULT_NODE_MAINTENANCE_REASON,
   DEFAULT_SERVICE_MAINTENANCE_REASON,
   LocalState,
@@ -18,41 +17,7 @@ import {
 } from '../../src/agent/local/state.ts';
 import { silentLogger } from '../../src/agent/logger.ts';
 import type { NodeInput, RegisterCommand } from '../../src/catalog/types.ts';
-
-/** A simulated clock: timers fire only when the test advances time. */
-class FakeClock implements Clock {
-  t = 1_000_000;
-  readonly #timers = new Map<number, { at: number; fn: () => void }>();
-  #next = 1;
-  now(): number {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.#timers.set(id, { at: this.t + ms, fn });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.#timers.delete(handle as number);
-  }
-  get pending(): number {
-    return this.#timers.size;
-  }
-  /** Runs every timer due within `ms`, in time order, then sets the clock to the end. */
-  advance(ms: number): void {
-    const end = this.t + ms;
-    for (;;) {
-      let first: [number, { at: number; fn: () => void }] | undefined;
-      for (const e of this.#timers)
-        if (e[1].at <= end && (first === undefined || e[1].at < first[1].at)) first = e;
-      if (first === undefined) break;
-      this.#timers.delete(first[0]);
-      this.t = first[1].at;
-      first[1].fn();
-    }
-    this.t = end;
-  }
-}
+import { FakeClock } from '../support/fake-clock.ts';
 
 /** Records commands; `failNext` writes throw (no leader), `refuse` answers ok:false. */
 class FakeCatalog {
@@ -479,8 +444,9 @@ test('definitions: Consul JSON in any key case, snake_case from config files, an
   t.is(t.throws(() => parseCheckDefinition({ ttl: '1s' }))?.message, 'Missing check name');
 
   const sidecar = parseServiceDefinition({ name: 'web', connect: { sidecar_service: {} } });
-  t.deepEqual(sidecar.service.Connect, {});
-  t.is(sidecar.warnings.length, 1);
+  t.deepEqual(sidecar.service.Connect, {}, 'expanded into its own service (see sidecar.test.ts)');
+  t.is(sidecar.sidecar?.id, 'web-sidecar-proxy');
+  t.deepEqual(sidecar.warnings, []);
 });
 
 test('stop clears timers and ends syncing; the state stays readable', async (t) => {

@@ -74,6 +74,8 @@ export interface ResolvedConfig {
   clientAddrs: string[];
   /** -1 means the listener is off. */
   ports: { http: number; https: number; grpc: number; dns: number; server: number; serfLan: number };
+  /** Ports auto-assigned to sidecar proxies (inclusive); `min` 0 turns that off. */
+  sidecarPorts: { min: number; max: number };
   retryJoin: string[];
   startJoin: string[];
   retryIntervalMs: number;
@@ -117,6 +119,12 @@ export interface ResolvedConfig {
     suspicionMult?: number;
   };
   checkUpdateIntervalMs: number;
+  /** Anti-entropy's full-sync period before scaling. */
+  aeIntervalMs: number;
+  /** Script checks allowed from config files and the HTTP API. */
+  enableScriptChecks: boolean;
+  /** Script checks allowed from config files only. */
+  enableLocalScriptChecks: boolean;
   acl: {
     enabled: boolean;
     defaultPolicy: 'allow' | 'deny';
@@ -418,11 +426,20 @@ function resolve(c: RawConfig, ctx: ResolveContext): ResolvedConfig {
     server: checkPort('server', p.server, false),
     serfLan: checkPort('serf_lan', p.serf_lan, false),
   };
+  const sidecarPorts = { min: p.sidecar_min_port ?? 0, max: p.sidecar_max_port ?? 0 };
+  if (sidecarPorts.min > 0 && sidecarPorts.max < sidecarPorts.min) {
+    fail(
+      `ports.sidecar_max_port (${sidecarPorts.max}) must be at least ports.sidecar_min_port (${sidecarPorts.min})`,
+      'ports.sidecar_max_port',
+    );
+  }
 
   const raftMultiplier = c.performance?.raft_multiplier ?? 5;
   if (raftMultiplier < 1 || raftMultiplier > 10) {
     fail(`performance.raft_multiplier cannot be ${raftMultiplier}: must be between 1 and 10`);
   }
+  const aeIntervalMs = ms(c.ae_interval);
+  if (aeIntervalMs < 1000) fail('ae_interval must be at least 1s', 'ae_interval');
   const reconnectTimeoutMs = ms(c.reconnect_timeout);
   if (reconnectTimeoutMs < 8 * 3_600_000) fail('reconnect_timeout must be at least 8h', 'reconnect_timeout');
 
@@ -450,6 +467,7 @@ function resolve(c: RawConfig, ctx: ResolveContext): ResolvedConfig {
     advertiseAddr,
     clientAddrs,
     ports,
+    sidecarPorts,
     retryJoin: c.retry_join ?? [],
     startJoin: c.start_join ?? [],
     retryIntervalMs: ms(c.retry_interval),
@@ -482,6 +500,9 @@ function resolve(c: RawConfig, ctx: ResolveContext): ResolvedConfig {
     rejoinAfterLeave: c.rejoin_after_leave ?? false,
     gossip: resolveGossip(c.gossip_lan ?? {}),
     checkUpdateIntervalMs: ms(c.check_update_interval),
+    aeIntervalMs,
+    enableScriptChecks: c.enable_script_checks ?? false,
+    enableLocalScriptChecks: c.enable_local_script_checks ?? false,
     acl: {
       enabled: c.acl?.enabled ?? false,
       defaultPolicy: c.acl?.default_policy ?? 'allow',

@@ -98,6 +98,10 @@ export const RawConfigSchema = z.strictObject({
       server: port.optional(),
       /** LAN gossip. Default 8301. */
       serf_lan: port.optional(),
+      /** Lowest port given to a sidecar proxy registered without one. Default 21000; 0 turns that off. */
+      sidecar_min_port: port.optional(),
+      /** Highest such port (inclusive). Default 21255. */
+      sidecar_max_port: port.optional(),
     })
     .optional(),
   /** Addresses to join at start, retried until one answers. Default `[]`. */
@@ -197,6 +201,15 @@ export const RawConfigSchema = z.strictObject({
     .optional(),
   /** Only push check output changes to the servers this often (status changes go at once). Default `"5m"`. */
   check_update_interval: duration.optional(),
+  /**
+   * meshd's: anti-entropy's full-sync period (before scaling with the cluster size beyond 128
+   * nodes). Consul fixes it at 1 minute. Default `"1m"`.
+   */
+  ae_interval: duration.optional(),
+  /** Run script checks (`args`) registered from config files and the HTTP API. Default `false`. */
+  enable_script_checks: z.boolean().optional(),
+  /** Run script checks from config files only (the HTTP API still may not). Default `false`. */
+  enable_local_script_checks: z.boolean().optional(),
   acl: z
     .strictObject({
       /** Enforce ACLs. Default `false`. */
@@ -253,6 +266,8 @@ export function builtinDefaults(hostname: string): RawConfig {
       dns: 8600, // unprivileged; forward port 53 to it
       server: 8300,
       serf_lan: 8301,
+      sidecar_min_port: 21000, // Consul's range for auto-assigned sidecar proxy ports
+      sidecar_max_port: 21255,
     },
     retry_join: [],
     start_join: [],
@@ -279,6 +294,9 @@ export function builtinDefaults(hostname: string): RawConfig {
     },
     reconnect_timeout: '72h', // a failed node is reaped from membership after 3 days
     check_update_interval: '5m', // output-only changes are batched to spare the servers
+    ae_interval: '1m', // Consul's full-sync period
+    enable_script_checks: false, // a script check runs any command: off unless asked for
+    enable_local_script_checks: false,
     acl: { enabled: false, default_policy: 'allow', down_policy: 'extend-cache', tokens: {} },
     connect: { enabled: true },
     services: [],

@@ -9,6 +9,10 @@
  * Parsing is two steps: the zod schema checks types (a `ZodError` names the field), then
  * {@link toServiceDefinition} / {@link toCheckDefinition} apply Consul's semantic rules (defaults,
  * check type, required fields), throwing {@link DefinitionError} with Consul's wording.
+ *
+ * Script checks (`args`) run arbitrary commands, so they are refused unless the agent allows
+ * them for where the definition comes from ({@link ScriptChecksPolicy}), as Consul's
+ * `enable_script_checks` / `enable_local_script_checks`.
  */
 
 import { z } from 'zod';
@@ -25,7 +29,38 @@ export function isCheckStatus(s: unknown): s is CheckStatus {
   return typeof s === 'string' && (CHECK_STATUSES as readonly string[]).includes(s);
 }
 
-/** Consul's default `OutputMaxSize` (`checks.DefaultBufSize`). */
+/**
+ * Whether script checks may be registered, and from where: `enable_script_checks` allows them
+ * from config files and the HTTP API, `enable_local_script_checks` from config files only
+ * (Consul's `ConfigSourceLocal` vs `ConfigSourceRemote`). Absent: refused, as Consul's defaults.
+ */
+export interface ScriptChecksPolicy {
+  /** Where the definition comes from. @default 'api' */
+  source?: 'config' | 'api';
+  /** @default false */
+  enableScriptChecks?: boolean;
+  /** @default false */
+  enableLocalScriptChecks?: boolean;
+}
+
+/** The policy for definitions from `source`, given the agent's two options. */
+export function scriptChecksPolicy(
+  config: { enableScriptChecks: boolean; enableLocalScriptChecks: boolean },
+  source: 'config' | 'api',
+): ScriptChecksPolicy {
+  return {
+    source,
+    enableScriptChecks: config.enableScriptChecks,
+    enableLocalScriptChecks: config.enableLocalScriptChecks,
+  };
+}
+
+function scriptsAllowed(p: ScriptChecksPolicy): boolean {
+  if (p.enableScriptChecks) return true;
+  return (p.source ?? 'api') === 'config' && p.enableLocalScriptChecks === true;
+}
+
+/** Consul's `DefaultBufSize`: the default `OutputMaxSize`. */
 export const DEFAULT_OUTPUT_MAX_SIZE = 4096;
 
 const strMap = z.record(z.string(), z.string());
@@ -179,7 +214,7 @@ export interface CheckDefinition {
   Status: CheckStatus;
   /** Whether `Status` was given (a re-registered check otherwise keeps the status it has). */
   statusGiven: boolean;
-  /** `ttl`, `http`, `tcp`, `udp`, `grpc`, `h2ping`, `alias`, `os_service`. */
+  /** `ttl`, `http`, `tcp`, `udp`, `grpc`, `h2ping`, `alias`, `script`, `docker`, `os_service`. */
   Type: string;
   /** Set for TTL checks only. */
   ttlMs: number | undefined;
@@ -196,6 +231,23 @@ export interface ServiceDefinition {
   checks: CheckDefinition[];
   /** Parts accepted but not acted on yet, for the caller to log. */
   warnings: string[];
+  /** `Connect.SidecarService`: the sidecar proxy registered with the service. */
+  sidecar?: SidecarRequest;
+}
+
+/** Consul's suffix of a sidecar's ID and name. */
+export const SIDECAR_ID_SUFFIX = '-sidecar-proxy';
+
+/**
+ * A service's `Connect.SidecarService`, validated, with Consul's defaults filled in; the local
+ * state builds it once it knows the port (given, or the next free one of the sidecar range).
+ */
+export interface SidecarRequest {
+  /** `<service ID>-sidecar-proxy`, always (the sidecar's lifecycle follows its service's). */
+  id: string;
+  /** No port was given: the local state assigns one. */
+  autoPort: boolean;
+  build(port: number): ServiceDefinition;
 }
 
 const SERVICE_KINDS = new Set([
@@ -230,7 +282,7 @@ function checkMeta(meta: Record<string, string>): void {
 const positive = (ms: number | undefined): number => (ms !== undefined && ms > 0 ? ms : 0);
 
 /** Consul's `CheckType.Validate` and `CheckType.Type`: the check's type, or a refusal. */
-function checkType(c: CheckInputJson): string {
+function checkType(c: CheckInputJson, scripts: ScriptChecksPolicy): string {
   const interval = positive(c.Interval);
   const ttl = positive(c.TTL);
   const script = (c.ScriptArgs?.length ?? 0) > 0;
@@ -246,18 +298,22 @@ function checkType(c: CheckInputJson): string {
   if (alias && ttl > 0) invalid('TTL must be not be set for Alias checks');
   if (!intervalCheck && !alias && ttl <= 0) invalid('TTL must be > 0 for TTL checks');
   if ((c.OutputMaxSize ?? 0) < 0) invalid('MaxOutputMaxSize must be positive');
-  // meshd has no `enable_script_checks`: script checks stay off, as Consul's default.
-  if (script) {
+  if (script && !scriptsAllowed(scripts)) {
     throw new DefinitionError(
-      "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true",
+      (scripts.source ?? 'api') === 'config'
+        ? "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true"
+        : "Scripts are disabled on this agent from remote calls; to enable, configure 'enable_script_checks' to true",
     );
   }
+  // The order of Consul's `CheckType.Type`.
   if (c.GRPC) return 'grpc';
   if (c.HTTP) return 'http';
   if (ttl > 0) return 'ttl';
   if (c.TCP) return 'tcp';
   if (c.UDP) return 'udp';
   if (alias) return 'alias';
+  if (script && c.DockerContainerID) return 'docker';
+  if (script) return 'script';
   if (c.H2PING) return 'h2ping';
   return 'os_service';
 }
@@ -315,8 +371,14 @@ function initialStatus(status: string | undefined): CheckStatus {
   return status;
 }
 
-function toCheck(c: CheckInputJson, checkId: string, name: string, serviceId: string): CheckDefinition {
-  const Type = checkType(c);
+function toCheck(
+  c: CheckInputJson,
+  checkId: string,
+  name: string,
+  serviceId: string,
+  scripts: ScriptChecksPolicy,
+): CheckDefinition {
+  const Type = checkType(c, scripts);
   const interval = positive(c.Interval);
   const timeout = positive(c.Timeout);
   return {
@@ -339,10 +401,10 @@ function toCheck(c: CheckInputJson, checkId: string, name: string, serviceId: st
  * `PUT /v1/agent/check/register` (or a config file's check): ID defaults to the name; a check may
  * name the service it belongs to in `ServiceID` (the local state checks that the service exists).
  */
-export function toCheckDefinition(c: CheckInputJson): CheckDefinition {
+export function toCheckDefinition(c: CheckInputJson, scripts: ScriptChecksPolicy = {}): CheckDefinition {
   if (!c.Name) throw new DefinitionError('Missing check name');
   const checkId = c.ID || c.CheckID || c.Name;
-  return toCheck(c, checkId, c.Name, c.ServiceID ?? '');
+  return toCheck(c, checkId, c.Name, c.ServiceID ?? '', scripts);
 }
 
 /**
@@ -350,7 +412,10 @@ export function toCheckDefinition(c: CheckInputJson): CheckDefinition {
  * weights 1/1) and checks (IDs `service:<id>`, or `service:<id>:<n>` when there are several;
  * names `Service '<name>' check`), bound to the service.
  */
-export function toServiceDefinition(s: ServiceInputJson): ServiceDefinition {
+export function toServiceDefinition(
+  s: ServiceInputJson,
+  scripts: ScriptChecksPolicy = {},
+): ServiceDefinition {
   const warnings: string[] = [];
   if (!s.Name) throw new DefinitionError('Missing service name');
   const kind = s.Kind ?? '';
@@ -381,20 +446,16 @@ export function toServiceDefinition(s: ServiceInputJson): ServiceDefinition {
     if (connect.Native === true)
       throw new DefinitionError('A Proxy cannot also be Connect Native, only typical services');
   }
-  if (connect.SidecarService !== undefined) {
-    // Sidecar registration (and the proxy launch) arrives with the mesh; until then it is dropped, loudly.
-    if (connect.SidecarService !== null) {
-      warnings.push(
-        `service ${JSON.stringify(id)}: Connect.SidecarService is not supported yet and was ignored`,
-      );
-    }
-    delete connect.SidecarService;
-  }
+  // Expanded into its own service (below); the catalog row does not carry it, as in Consul.
+  const sidecarInput = connect.SidecarService as Record<string, unknown> | null | undefined; // schema: record or null
+  delete connect.SidecarService;
+  if (sidecarInput && kind !== '')
+    throw new DefinitionError('A SidecarService cannot be specified for a proxy or gateway service');
 
   const inputs = [...(s.Check ? [s.Check] : []), ...(s.Checks ?? [])];
   const checks = inputs.map((c, i) => {
     const checkId = c.CheckID || c.ID || (inputs.length === 1 ? `service:${id}` : `service:${id}:${i + 1}`);
-    return toCheck(c, checkId, c.Name || `Service '${s.Name}' check`, id);
+    return toCheck(c, checkId, c.Name || `Service '${s.Name}' check`, id, scripts);
   });
   const seen = new Set<string>();
   for (const c of checks) {
@@ -403,7 +464,7 @@ export function toServiceDefinition(s: ServiceInputJson): ServiceDefinition {
     seen.add(c.CheckID);
   }
 
-  return {
+  const definition: ServiceDefinition = {
     service: {
       ID: id,
       Service: s.Name,
@@ -421,14 +482,86 @@ export function toServiceDefinition(s: ServiceInputJson): ServiceDefinition {
     checks,
     warnings,
   };
+  if (sidecarInput) definition.sidecar = sidecarRequest(definition.service, sidecarInput, scripts);
+  return definition;
+}
+
+/** `host:port`, with brackets for an IPv6 host. */
+const hostPort = (host: string, port: number): string =>
+  host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+
+/**
+ * Consul's `sidecarServiceFromNodeService`: the sidecar's own definition (any key case, snake_case
+ * from config files) over defaults taken from its service: ID and name with the suffix, kind
+ * `connect-proxy`, the service's address, tags and meta when it has none of its own, a proxy
+ * pointing at the service (127.0.0.1 and the service's port unless given). Without checks of its
+ * own it gets Consul's two: a TCP check of the proxy port every 10 s and an alias of the service.
+ * Validated here, with a stand-in port when none was given.
+ */
+function sidecarRequest(
+  parent: LocalServiceFields,
+  raw: Record<string, unknown>,
+  scripts: ScriptChecksPolicy,
+): SidecarRequest {
+  let body: ServiceInputJson;
+  try {
+    body = ServiceDefinitionBody.parse(raw);
+  } catch (err) {
+    if (!(err instanceof z.ZodError)) throw err;
+    const issue = err.issues[0];
+    throw new DefinitionError(`Connect.SidecarService.${issue.path.map(String).join('.')}: ${issue.message}`);
+  }
+  if (body.Connect?.SidecarService)
+    throw new DefinitionError('A SidecarService cannot have a nested SidecarService');
+  const id = `${parent.ID}${SIDECAR_ID_SUFFIX}`;
+  const proxy: Record<string, unknown> = structuredClone(body.Proxy ?? {});
+  proxy.DestinationServiceName ||= parent.Service;
+  proxy.DestinationServiceID ||= parent.ID;
+  const localPort = typeof proxy.LocalServicePort === 'number' ? proxy.LocalServicePort : 0;
+  if (!proxy.LocalServiceSocketPath && (!proxy.LocalServiceAddress || localPort < 1)) {
+    proxy.LocalServiceAddress ||= '127.0.0.1';
+    if (localPort < 1) proxy.LocalServicePort = parent.Port;
+  }
+  const given: ServiceInputJson = {
+    ...body,
+    ID: id,
+    Name: body.Name || `${parent.Service}${SIDECAR_ID_SUFFIX}`,
+    Kind: body.Kind || 'connect-proxy',
+    Address: body.Address || parent.Address,
+    Tags: body.Tags?.length ? body.Tags : [...parent.Tags],
+    Meta: body.Meta && Object.keys(body.Meta).length > 0 ? body.Meta : { ...parent.Meta },
+    Proxy: proxy,
+  };
+  const autoPort = !(body.Port !== undefined && body.Port > 0);
+  const ownChecks = body.Check !== undefined || (body.Checks?.length ?? 0) > 0;
+  const checkHost = given.Address || String(proxy.LocalServiceAddress ?? '127.0.0.1');
+  const build = (port: number): ServiceDefinition => {
+    const p = autoPort ? port : (body.Port as number);
+    const defaults: ServiceInputJson['Checks'] = [
+      { Name: 'Connect Sidecar Listening', TCP: hostPort(checkHost, p), Interval: 10_000 },
+      { Name: `Connect Sidecar Aliasing ${parent.ID}`, AliasService: parent.ID },
+    ];
+    return toServiceDefinition(
+      { ...given, Port: p, ...(ownChecks ? {} : { Check: undefined, Checks: defaults }) },
+      scripts,
+    );
+  };
+  build(autoPort ? 21_000 : 0);
+  return { id, autoPort, build };
 }
 
 /** A config file's service (raw JSON, any key case): schema, then Consul's rules. */
-export function parseServiceDefinition(raw: unknown): ServiceDefinition {
-  return toServiceDefinition(ServiceDefinitionBody.parse(raw));
+export function parseServiceDefinition(
+  raw: unknown,
+  scripts: ScriptChecksPolicy = { source: 'config' },
+): ServiceDefinition {
+  return toServiceDefinition(ServiceDefinitionBody.parse(raw), scripts);
 }
 
 /** A config file's check (raw JSON, any key case): schema, then Consul's rules. */
-export function parseCheckDefinition(raw: unknown): CheckDefinition {
-  return toCheckDefinition(CheckDefinitionBody.parse(raw));
+export function parseCheckDefinition(
+  raw: unknown,
+  scripts: ScriptChecksPolicy = { source: 'config' },
+): CheckDefinition {
+  return toCheckDefinition(CheckDefinitionBody.parse(raw), scripts);
 }

@@ -18,18 +18,22 @@ import { formatGoDuration } from '../../api/wire/duration.ts';
 import type { NodeInput } from '../../catalog/types.ts';
 import { VERSION } from '../../version.ts';
 import type { CatalogBackend } from '../backend.ts';
+import { CheckRunners } from '../checks/check-runners.ts';
 import { ConfigError } from '../config/errors.ts';
 import type { ResolvedConfig } from '../config/load.ts';
 import { AgentMetrics } from '../metrics.ts';
 import type { CatalogServer } from '../server/server.ts';
+import { AntiEntropy } from './anti-entropy.ts';
 import {
   type CheckDefinition,
   parseCheckDefinition,
   parseServiceDefinition,
   type ServiceDefinition,
+  scriptChecksPolicy,
 } from './definitions.ts';
 import { DefinitionError } from './errors.ts';
-import { type Clock, LocalState, systemClock } from './state.ts';
+import { LocalStateFile } from './persist.ts';
+import { type Clock, LocalState, type LocalStateEvents, systemClock } from './state.ts';
 
 export interface LocalAgentInit {
   config: ResolvedConfig;
@@ -45,6 +49,10 @@ export interface LocalAgentInit {
   leave: (opts: { beforeStop?: Promise<unknown> }) => Promise<void>;
   /** Gossip counters for the metrics endpoint (absent: not exported). */
   gossipStats?: () => Record<string, number>;
+  /** Alive cluster members, which scale the anti-entropy period. @default () => 1 */
+  clusterSize?: () => number;
+  /** Anti-entropy's full-sync period before scaling. @default 60_000 (Consul's) */
+  antiEntropyIntervalMs?: number;
 }
 
 /** The node row this agent writes (the same as the agent's own registration). */
@@ -82,9 +90,10 @@ export function configDefinitions(config: ResolvedConfig): {
   const services: ServiceDefinition[] = [];
   const checks: CheckDefinition[] = [];
   const warnings: string[] = [];
+  const scripts = scriptChecksPolicy(config, 'config');
   config.services.forEach((raw, i) => {
     try {
-      const def = parseServiceDefinition(raw);
+      const def = parseServiceDefinition(raw, scripts);
       services.push(def);
       warnings.push(...def.warnings);
     } catch (err) {
@@ -95,7 +104,7 @@ export function configDefinitions(config: ResolvedConfig): {
   });
   config.checks.forEach((raw, i) => {
     try {
-      checks.push(parseCheckDefinition(raw));
+      checks.push(parseCheckDefinition(raw, scripts));
     } catch (err) {
       if (!(err instanceof z.ZodError) && !(err instanceof DefinitionError)) throw err;
       const name = typeof raw.name === 'string' ? ` (${JSON.stringify(raw.name)})` : '';
@@ -108,12 +117,17 @@ export function configDefinitions(config: ResolvedConfig): {
 export class LocalAgent {
   readonly state: LocalState;
   readonly metrics: AgentMetrics;
+  /** Runs the HTTP/TCP/UDP/gRPC/H2PING/script/alias checks of the local state. */
+  readonly checks: CheckRunners;
   /** The configuration the agent started with. */
   readonly config: ResolvedConfig;
   readonly startedAt: number;
   readonly #init: LocalAgentInit;
   readonly #logger: Logger;
   readonly #clock: Clock;
+  /** Where API-registered services and checks persist; none in dev mode (no data dir). */
+  readonly #file: LocalStateFile | undefined;
+  readonly #antiEntropy: AntiEntropy;
   #reloading: Promise<void> = Promise.resolve();
 
   constructor(init: LocalAgentInit) {
@@ -125,7 +139,29 @@ export class LocalAgent {
     this.startedAt = clock.now();
     this.state = new LocalState(
       { node: agentNodeInput(init.config, init.nodeId), catalog: init.catalog, clock, logger: this.#logger },
-      { checkUpdateIntervalMs: init.config.checkUpdateIntervalMs },
+      { checkUpdateIntervalMs: init.config.checkUpdateIntervalMs, sidecarPorts: init.config.sidecarPorts },
+    );
+    this.checks = new CheckRunners({ state: this.state, catalog: init.catalog, clock, logger: this.#logger });
+    const dataDir = init.config.dataDir;
+    const file = dataDir
+      ? new LocalStateFile(dataDir, () => this.state.persistable(), this.#logger)
+      : undefined;
+    this.#file = file;
+    if (file) {
+      this.state.addEventListener('state:changed', (e) => {
+        if ((e as LocalStateEvents['state:changed']).detail.persistent) file.changed();
+      });
+    }
+    this.#antiEntropy = new AntiEntropy(
+      {
+        state: this.state,
+        catalog: init.catalog,
+        nodeName: init.config.nodeName,
+        clock,
+        logger: this.#logger,
+        clusterSize: init.clusterSize ?? (() => 1),
+      },
+      { intervalMs: init.antiEntropyIntervalMs ?? init.config.aeIntervalMs },
     );
     const server = init.server;
     this.metrics = new AgentMetrics({
@@ -154,7 +190,11 @@ export class LocalAgent {
     });
   }
 
-  /** Registers the config-defined services and checks. @throws ConfigError for a bad definition. */
+  /**
+   * Registers the config-defined services and checks, then those the data dir kept from the API
+   * (config wins on an ID both have), and starts anti-entropy.
+   * @throws ConfigError for a bad definition or an unreadable newer data-dir format.
+   */
   start(): void {
     const { services, checks, warnings } = configDefinitions(this.config);
     for (const w of warnings) this.#logger.warn(w);
@@ -164,6 +204,29 @@ export class LocalAgent {
       if (err instanceof DefinitionError) throw new ConfigError(err.message);
       throw err;
     }
+    const saved = this.#file?.load();
+    if (saved) {
+      for (const w of this.state.restore(saved)) this.#logger.warn(w);
+      this.#logger.info(
+        { services: saved.services.length, checks: saved.checks.length, file: this.#file?.path },
+        'restored services and checks registered before the restart',
+      );
+    }
+    this.#antiEntropy.start();
+    this.checks.start();
+  }
+
+  /**
+   * Resolves once the local state as it is now is on disk (an API change is acknowledged after
+   * this). Nothing to wait for without a data dir. @throws when the write failed.
+   */
+  persisted(): Promise<void> {
+    return this.#file?.flush() ?? Promise.resolve();
+  }
+
+  /** Anti-entropy's full sync, now (tests; `fullSyncs` counts completed ones). */
+  get antiEntropy(): AntiEntropy {
+    return this.#antiEntropy;
   }
 
   get logger(): Logger {
@@ -250,7 +313,10 @@ export class LocalAgent {
     );
   }
 
-  stop(): Promise<void> {
-    return this.state.stop();
+  async stop(): Promise<void> {
+    this.checks.stop();
+    await this.#antiEntropy.stop();
+    await this.state.stop();
+    await this.#file?.flush().catch(() => undefined);
   }
 }

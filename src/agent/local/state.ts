@@ -30,9 +30,15 @@
  */
 
 import type { Logger } from 'pino';
-import type { CheckInput, CheckRow, HealthStatus, NodeInput } from '../../catalog/types.ts';
+import type { CheckInput, CheckRow, HealthStatus, NodeInput, ServiceRow } from '../../catalog/types.ts';
 import type { CatalogBackend, CommandInput } from '../backend.ts';
-import type { CheckDefinition, CheckStatus, LocalServiceFields, ServiceDefinition } from './definitions.ts';
+import {
+  type CheckDefinition,
+  type CheckStatus,
+  type LocalServiceFields,
+  type ServiceDefinition,
+  SIDECAR_ID_SUFFIX,
+} from './definitions.ts';
 import { DefinitionError, NotTtlCheckError, UnknownCheckError, UnknownServiceError } from './errors.ts';
 
 /** Timers and wall clock, injected (tests advance a simulated clock). */
@@ -94,6 +100,12 @@ export interface LocalStateInit {
   /** Longest retry delay (Consul retries a failed sync every 15 s). @default 15_000 */
   retryMaxMs?: number;
   /**
+   * Ports given to sidecar proxies registered without one (Consul's `ports.sidecar_min_port` and
+   * `sidecar_max_port`, inclusive); `min < 1` turns auto-assignment off.
+   * @default { min: 21000, max: 21255 }
+   */
+  sidecarPorts?: { min: number; max: number };
+  /**
    * A check change that only touches Output is pushed after at most this long (Consul's
    * `check_update_interval`), so chatty TTL notes do not become a Raft write each; a status change
    * is pushed at once. 0 pushes every change at once.
@@ -110,9 +122,28 @@ export interface LocalStateComponents {
   logger: Logger;
 }
 
+/**
+ * What survives an agent restart (see persist.ts): API-registered services and checks and the
+ * maintenance modes. Config-defined entries come back from the config files instead.
+ */
+export interface PersistableLocalState {
+  services: LocalServiceFields[];
+  checks: { def: CheckDefinition; status: HealthStatus; output: string }[];
+  /** Maintenance reasons: '' key for the node, else the service ID. */
+  maintenance: { serviceId: string; reason: string }[];
+}
+
+/** The check the Raft leader writes for every member (gossip health); never the agent's to remove. */
+export const SERF_HEALTH_CHECK_ID = 'serfHealth';
+/** The service the Raft leader registers on every server node; likewise the leader's, not the agent's. */
+export const CONSUL_SERVICE_ID = 'consul';
+
 export interface LocalStateEvents {
-  /** Any local change (register, deregister, status, output); `version` is the new state version. */
-  'state:changed': CustomEvent<{ version: number }>;
+  /**
+   * Any local change (register, deregister, status, output); `version` is the new state version,
+   * `persistent` whether it changed what the data dir keeps (false for a runner's status or output).
+   */
+  'state:changed': CustomEvent<{ version: number; persistent: boolean }>;
 }
 
 interface ServiceEntry {
@@ -158,6 +189,7 @@ export class LocalState extends EventTarget {
   readonly #retryMinMs: number;
   readonly #retryMaxMs: number;
   readonly #checkUpdateIntervalMs: number;
+  readonly #sidecarPorts: { min: number; max: number };
   readonly #services = new Map<string, ServiceEntry>();
   readonly #checks = new Map<string, CheckEntry>();
   readonly #abort = new AbortController();
@@ -176,6 +208,7 @@ export class LocalState extends EventTarget {
     this.#retryMinMs = init.retryMinMs ?? 250;
     this.#retryMaxMs = init.retryMaxMs ?? 15_000;
     this.#checkUpdateIntervalMs = init.checkUpdateIntervalMs ?? 0;
+    this.#sidecarPorts = init.sidecarPorts ?? { min: 21_000, max: 21_255 };
   }
 
   /** Bumped on every local change. */
@@ -260,6 +293,8 @@ export class LocalState extends EventTarget {
   ): void {
     this.#throwIfStopped();
     const source = opts.source ?? 'api';
+    // Built (and so validated) before anything changes.
+    const sidecar = def.sidecar?.build(def.sidecar.autoPort ? this.#sidecarPort(def.sidecar.id) : 0);
     const s = def.service;
     const old = this.#services.get(s.ID);
     const unchanged = old !== undefined && !old.deleted && JSON.stringify(old.fields) === JSON.stringify(s);
@@ -295,13 +330,44 @@ export class LocalState extends EventTarget {
       this.#touchCheck(e);
     }
     if (!unchanged) this.#changed();
+    if (sidecar) this.addService(sidecar, { source, replaceExistingChecks: opts.replaceExistingChecks });
   }
 
-  /** `PUT /v1/agent/service/deregister/:id`: the service and its checks. */
+  /**
+   * Consul's sidecar port allocation: the port the sidecar already has when it is in the range
+   * (an update keeps it), else the lowest port of the range no local service uses.
+   */
+  #sidecarPort(sidecarId: string): number {
+    const { min, max } = this.#sidecarPorts;
+    if (min < 1 || max < min)
+      throw new DefinitionError(
+        'no port provided for sidecar_service and auto-assignment disabled in config',
+      );
+    const used = new Set<number>();
+    for (const [id, e] of this.#services) {
+      if (e.deleted || e.fields.Port < min || e.fields.Port > max) continue;
+      if (id === sidecarId) return e.fields.Port;
+      used.add(e.fields.Port);
+    }
+    for (let p = min; p <= max; p++) if (!used.has(p)) return p;
+    throw new DefinitionError(
+      `no port provided for sidecar_service and none left in the configured range [${min}, ${max}]`,
+    );
+  }
+
+  /** The sidecar this agent registered for `serviceId` (it goes when the service goes). */
+  #sidecarOf(serviceId: string): ServiceEntry | undefined {
+    const e = this.#services.get(`${serviceId}${SIDECAR_ID_SUFFIX}`);
+    if (e === undefined || e.deleted || e.fields.Kind !== 'connect-proxy') return undefined;
+    return e.fields.Proxy.DestinationServiceID === serviceId ? e : undefined;
+  }
+
+  /** `PUT /v1/agent/service/deregister/:id`: the service and its checks, and its sidecar. */
   removeService(id: string): void {
     this.#throwIfStopped();
     const e = this.#services.get(id);
     if (e === undefined || e.deleted) throw new UnknownServiceError(id);
+    if (this.#sidecarOf(id)) this.removeService(`${id}${SIDECAR_ID_SUFFIX}`);
     for (const c of this.#checks.values()) if (!c.deleted && c.fields.ServiceID === id) this.#deleteCheck(c);
     e.deleted = true;
     e.inSync = false;
@@ -418,9 +484,11 @@ export class LocalState extends EventTarget {
     const serviceIds = new Set<string>();
     const checkIds = new Set<string>();
     for (const s of services) {
-      if (serviceIds.has(s.service.ID))
-        throw new DefinitionError(`service ID ${JSON.stringify(s.service.ID)} is defined twice`);
-      serviceIds.add(s.service.ID);
+      for (const id of [s.service.ID, ...(s.sidecar ? [s.sidecar.id] : [])]) {
+        if (serviceIds.has(id))
+          throw new DefinitionError(`service ID ${JSON.stringify(id)} is defined twice`);
+        serviceIds.add(id);
+      }
       for (const c of s.checks) {
         if (checkIds.has(c.CheckID))
           throw new DefinitionError(`check ID ${JSON.stringify(c.CheckID)} is defined twice`);
@@ -449,14 +517,150 @@ export class LocalState extends EventTarget {
       const e = this.#checks.get(id) as CheckEntry;
       if (!e.deleted && e.source === 'config' && !checkIds.has(id)) this.#deleteCheck(e);
     }
-    for (const id of [...goingServices].sort(byString)) this.removeService(id);
+    // A sidecar may have gone with its service already.
+    for (const id of [...goingServices].sort(byString))
+      if (this.#live(this.#services, id)) this.removeService(id);
     for (const s of services) this.addService(s, { source: 'config' });
     for (const c of checks) this.addCheck(c, { source: 'config' });
   }
 
+  // ---- persistence ----
+
+  /** The API-registered part of the state, for the data dir. */
+  persistable(): PersistableLocalState {
+    const out: PersistableLocalState = { services: [], checks: [], maintenance: [] };
+    for (const id of [...this.#services.keys()].sort(byString)) {
+      const e = this.#services.get(id) as ServiceEntry;
+      if (!e.deleted && e.source === 'api') out.services.push(structuredClone(e.fields));
+    }
+    for (const id of [...this.#checks.keys()].sort(byString)) {
+      const e = this.#checks.get(id) as CheckEntry;
+      if (e.deleted) continue;
+      if (e.source === 'maintenance')
+        out.maintenance.push({ serviceId: e.fields.ServiceID, reason: e.fields.Notes });
+      else if (e.source === 'api' && e.def !== undefined)
+        out.checks.push({ def: structuredClone(e.def), status: e.fields.Status, output: e.fields.Output });
+    }
+    return out;
+  }
+
+  /**
+   * Registers what a previous run persisted, as API entries (agent start, after the config files:
+   * an ID the config defines keeps the config's definition, as Consul skips such persisted
+   * entries). A TTL check gets back the status and output it had, with a fresh TTL (Consul restores
+   * TTL check state); other checks start from their initial status until their runner reports.
+   * Entries that no longer validate are skipped and returned as warnings.
+   */
+  restore(saved: PersistableLocalState): string[] {
+    this.#throwIfStopped();
+    const warnings: string[] = [];
+    for (const fields of saved.services) {
+      if (this.#live(this.#services, fields.ID)) continue;
+      this.addService({ service: fields, checks: [], warnings: [] }, { source: 'api' });
+    }
+    for (const { def, status, output } of saved.checks) {
+      if (this.#live(this.#checks, def.CheckID)) continue;
+      try {
+        this.addCheck(def, { source: 'api' });
+      } catch (err) {
+        warnings.push(`persisted check ${JSON.stringify(def.CheckID)} skipped: ${(err as Error).message}`);
+        continue;
+      }
+      if (def.ttlMs !== undefined)
+        this.#setStatus(this.#checks.get(def.CheckID) as CheckEntry, status, output);
+    }
+    for (const { serviceId, reason } of saved.maintenance) {
+      try {
+        if (serviceId === '') this.enableNodeMaintenance(reason);
+        else this.enableServiceMaintenance(serviceId, reason);
+      } catch (err) {
+        warnings.push(
+          `persisted maintenance of ${JSON.stringify(serviceId)} skipped: ${(err as Error).message}`,
+        );
+      }
+    }
+    return warnings;
+  }
+
+  #live<E extends { deleted: boolean }>(table: Map<string, E>, id: string): boolean {
+    const e = table.get(id);
+    return e !== undefined && !e.deleted;
+  }
+
   // ---- sync ----
 
-  /** Marks every entry out of sync and pushes them all again (the hook for periodic anti-entropy). */
+  /**
+   * Anti-entropy's full sync (Consul's `updateSyncState`): compares the catalog's view of this
+   * node (its services and checks, as read from a server) with the local state. Entries the catalog
+   * lacks or holds differently are marked out of sync; catalog entries the agent does not know are
+   * deregistered (except the leader's `serfHealth` check). Then the sync loop pushes the
+   * differences. An entry with a deferred output-only update keeps its deferral. The `consul`
+   * service of a server node is the leader's, like `serfHealth`, and is left alone (as Consul does).
+   */
+  reconcileWithCatalog(catalogServices: readonly ServiceRow[], catalogChecks: readonly CheckRow[]): void {
+    if (this.#abort.signal.aborted) return;
+    let differences = 0;
+    const remoteServices = new Map(
+      catalogServices.filter((r) => r.ID !== CONSUL_SERVICE_ID).map((r) => [r.ID, r]),
+    );
+    for (const [id, row] of remoteServices) {
+      if (this.#services.has(id)) continue;
+      // Unknown here: a marker entry that the next round deregisters (and then forgets).
+      this.#services.set(id, {
+        fields: serviceFieldsOf(row),
+        source: 'api',
+        inSync: false,
+        deleted: true,
+        version: 1,
+      });
+      differences++;
+    }
+    for (const [id, e] of this.#services) {
+      if (id === CONSUL_SERVICE_ID) continue;
+      const row = remoteServices.get(id);
+      const matches = e.deleted
+        ? row === undefined
+        : row !== undefined && sameJson(e.fields, serviceFieldsOf(row));
+      if (matches === e.inSync) continue;
+      e.inSync = matches;
+      if (!matches) differences++;
+    }
+    const remoteChecks = new Map(
+      catalogChecks.filter((r) => r.CheckID !== SERF_HEALTH_CHECK_ID).map((r) => [r.CheckID, r]),
+    );
+    for (const [id, row] of remoteChecks) {
+      if (this.#checks.has(id)) continue;
+      this.#checks.set(id, {
+        fields: checkFieldsOf(row),
+        source: 'api',
+        def: undefined,
+        inSync: false,
+        deleted: true,
+        version: 1,
+        ttlTimer: undefined,
+        deferTimer: undefined,
+      });
+      differences++;
+    }
+    for (const [id, e] of this.#checks) {
+      const row = remoteChecks.get(id);
+      let matches: boolean;
+      if (e.deleted) matches = row === undefined;
+      else if (row === undefined) matches = false;
+      else if (e.deferTimer !== undefined)
+        matches = sameJson({ ...e.fields, Output: '' }, { ...checkFieldsOf(row), Output: '' });
+      else matches = sameJson(e.fields, checkFieldsOf(row));
+      if (matches === e.inSync) continue;
+      e.inSync = matches;
+      if (!matches) differences++;
+    }
+    if (differences > 0) {
+      this.#c.logger.info({ differences }, 'anti-entropy: catalog differs from the local state; syncing');
+      this.#scheduleSync();
+    }
+  }
+
+  /** Marks every entry out of sync and pushes them all again. */
   markAllOutOfSync(): void {
     for (const e of this.#services.values()) e.inSync = false;
     for (const e of this.#checks.values()) e.inSync = false;
@@ -614,7 +818,8 @@ export class LocalState extends EventTarget {
         this.#scheduleSync();
       }, this.#checkUpdateIntervalMs);
     }
-    this.#changed();
+    // Only a TTL check's status is part of what persists (see persist.ts).
+    this.#changed(e.def?.ttlMs !== undefined);
   }
 
   /** A service change that its checks' copies follow: pushed with the service. */
@@ -623,9 +828,10 @@ export class LocalState extends EventTarget {
     e.inSync = false;
   }
 
-  #changed(): void {
+  /** `persistent`: whether the change touches what the data dir keeps (see {@link persistable}). */
+  #changed(persistent = true): void {
     this.#version++;
-    this.dispatchEvent(new CustomEvent('state:changed', { detail: { version: this.#version } }));
+    this.dispatchEvent(new CustomEvent('state:changed', { detail: { version: this.#version, persistent } }));
     this.#scheduleSync();
   }
 
@@ -768,6 +974,29 @@ export class LocalState extends EventTarget {
 
 function checkInput(f: LocalCheckFields): CheckInput {
   return structuredClone(f);
+}
+
+/** JSON with object keys sorted: the catalog may hold a row's keys in another order. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => byString(a, b)))
+      : v,
+  );
+}
+
+const sameJson = (a: unknown, b: unknown): boolean => canonicalJson(a) === canonicalJson(b);
+
+/** A catalog service row as the agent holds services (same keys, same order). */
+function serviceFieldsOf(row: ServiceRow): LocalServiceFields {
+  const { Node: _node, CreateIndex: _c, ModifyIndex: _m, ...fields } = row;
+  return fields;
+}
+
+/** A catalog check row as the agent holds checks. */
+function checkFieldsOf(row: CheckRow): LocalCheckFields {
+  const { Node: _node, CreateIndex: _c, ModifyIndex: _m, ...fields } = row;
+  return fields;
 }
 
 export type LocalStateFactory = (components: LocalStateComponents) => LocalState;

@@ -55,6 +55,8 @@ export interface LocalAgentApi {
   leave(opts?: { beforeStop?: Promise<unknown> }): Promise<void>;
   /** Re-reads the configuration; throws `ConfigError` (and changes nothing) when it is bad. */
   reload(): Promise<void>;
+  /** Resolves once the local state is on disk (nothing to wait for without a data dir). */
+  persisted(): Promise<void>;
 }
 
 export interface ApiState {

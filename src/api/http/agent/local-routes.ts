@@ -21,6 +21,7 @@ import {
   type CheckStatus,
   isCheckStatus,
   ServiceDefinitionBody,
+  scriptChecksPolicy,
   toCheckDefinition,
   toServiceDefinition,
 } from '../../../agent/local/definitions.ts';
@@ -154,6 +155,15 @@ function gossipOf(ctx: ApiContext): GossipApi {
   const g = ctx.state.agent.gossip;
   if (!g) throw notFound(`404 page not found: ${ctx.method} ${ctx.path}`);
   return g;
+}
+
+/**
+ * 200 once the change is in the data dir: Consul persists a registration before answering, so
+ * what was acknowledged survives a crash.
+ */
+async function okPersisted(ctx: ApiContext, local: LocalAgentApi): Promise<void> {
+  await local.persisted();
+  ok(ctx);
 }
 
 function localOf(ctx: ApiContext): LocalAgentApi {
@@ -335,16 +345,19 @@ export function agentLocalRoutes(): Router {
 
   router.put('/v1/agent/service/register', async (ctx: ApiContext) => {
     const local = localOf(ctx);
-    const def = toServiceDefinition(await jsonBody(ctx, ServiceDefinitionBody));
+    const def = toServiceDefinition(
+      await jsonBody(ctx, ServiceDefinitionBody),
+      scriptChecksPolicy(local.config, 'api'),
+    );
     for (const w of def.warnings) local.logger.warn(w);
     local.state.addService(def, { replaceExistingChecks: flag(ctx, 'replace-existing-checks') });
-    ok(ctx);
+    await okPersisted(ctx, local);
   });
 
   router.put(/^\/v1\/agent\/service\/deregister\/(.*)$/, async (ctx: ApiContext) => {
     const local = localOf(ctx);
     local.state.removeService(tail(ctx, '/v1/agent/service/deregister/', 'Missing service ID'));
-    ok(ctx);
+    await okPersisted(ctx, local);
   });
 
   router.put(/^\/v1\/agent\/service\/maintenance\/(.*)$/, async (ctx: ApiContext) => {
@@ -353,26 +366,28 @@ export function agentLocalRoutes(): Router {
     const enable = enableParam(ctx);
     if (enable) local.state.enableServiceMaintenance(id, param(ctx, 'reason') ?? '');
     else local.state.disableServiceMaintenance(id);
-    ok(ctx);
+    await okPersisted(ctx, local);
   });
 
   router.put('/v1/agent/check/register', async (ctx: ApiContext) => {
     const local = localOf(ctx);
-    local.state.addCheck(toCheckDefinition(await jsonBody(ctx, CheckDefinitionBody)));
-    ok(ctx);
+    local.state.addCheck(
+      toCheckDefinition(await jsonBody(ctx, CheckDefinitionBody), scriptChecksPolicy(local.config, 'api')),
+    );
+    await okPersisted(ctx, local);
   });
 
   router.put(/^\/v1\/agent\/check\/deregister\/(.*)$/, async (ctx: ApiContext) => {
     const local = localOf(ctx);
     local.state.removeCheck(tail(ctx, '/v1/agent/check/deregister/', 'Missing check ID'));
-    ok(ctx);
+    await okPersisted(ctx, local);
   });
 
   const ttlRoute = (verb: 'pass' | 'warn' | 'fail', status: CheckStatus) => async (ctx: ApiContext) => {
     const local = localOf(ctx);
     const id = tail(ctx, `/v1/agent/check/${verb}/`, 'Missing check ID');
     local.state.updateTtl(id, status, param(ctx, 'note') ?? '');
-    ok(ctx);
+    await okPersisted(ctx, local);
   };
   router.put(/^\/v1\/agent\/check\/pass\/(.*)$/, ttlRoute('pass', 'passing'));
   router.put(/^\/v1\/agent\/check\/warn\/(.*)$/, ttlRoute('warn', 'warning'));
@@ -385,14 +400,14 @@ export function agentLocalRoutes(): Router {
     const status = body.Status ?? '';
     if (!isCheckStatus(status)) throw badRequest(`Invalid check status: ${JSON.stringify(status)}`);
     local.state.updateTtl(id, status, body.Output ?? '');
-    ok(ctx);
+    await okPersisted(ctx, local);
   });
 
   router.put('/v1/agent/maintenance', async (ctx: ApiContext) => {
     const local = localOf(ctx);
     if (enableParam(ctx)) local.state.enableNodeMaintenance(param(ctx, 'reason') ?? '');
     else local.state.disableNodeMaintenance();
-    ok(ctx);
+    await okPersisted(ctx, local);
   });
 
   router.put(/^\/v1\/agent\/join\/(.*)$/, async (ctx: ApiContext) => {

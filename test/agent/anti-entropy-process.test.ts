@@ -1,0 +1,87 @@
+/**
+ * Anti-entropy and the persisted local state through real agent processes: what a user registered
+ * over the API survives kill -9, and the catalog is repaired when edited behind the agent's back.
+ */
+
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import { startAgent, waitFor, waitLeader } from '../support/agent-process.ts';
+
+interface CatalogService {
+  ServiceID: string;
+  ServicePort: number;
+}
+
+async function catalogService(http: string, name: string): Promise<CatalogService[]> {
+  const r = await fetch(`${http}/v1/catalog/service/${name}`);
+  return (await r.json()) as CatalogService[];
+}
+
+async function agentServices(http: string): Promise<string[]> {
+  const r = await fetch(`${http}/v1/agent/services`);
+  return Object.keys((await r.json()) as Record<string, unknown>);
+}
+
+async function put(url: string, body?: unknown): Promise<void> {
+  const r = await fetch(url, { method: 'PUT', body: body === undefined ? undefined : JSON.stringify(body) });
+  if (r.status !== 200) throw new Error(`PUT ${url}: ${r.status} ${await r.text()}`);
+}
+
+test('an API-registered service survives kill -9; one deleted from the catalog behind the agent comes back', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'meshd-ae-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const config = join(dir, 'ae.json');
+  await writeFile(config, JSON.stringify({ ae_interval: '1s' }));
+  const args = [
+    '-server',
+    '-bootstrap',
+    `-data-dir=${join(dir, 'data')}`,
+    '-node=solo',
+    `-config-file=${config}`,
+  ];
+
+  const a = await startAgent(args);
+  t.teardown(() => a.stop('SIGKILL'));
+  await waitLeader(a);
+  await put(`${a.http}/v1/agent/service/register`, {
+    Name: 'web',
+    ID: 'web-1',
+    Port: 8080,
+    Check: { TTL: '10m', Status: 'passing' },
+  });
+  await put(`${a.http}/v1/agent/check/register`, { Name: 'disk', TTL: '10m' });
+  await put(`${a.http}/v1/agent/check/warn/disk?note=${encodeURIComponent('91% full')}`);
+
+  // Acknowledged means persisted: kill -9 right after the answers.
+  t.is(await a.stop('SIGKILL'), null);
+  const b = await startAgent(args);
+  t.teardown(() => b.stop('SIGKILL'));
+  await waitLeader(b);
+  t.deepEqual(await agentServices(b.http), ['web-1']);
+  const checks = (await (await fetch(`${b.http}/v1/agent/checks`)).json()) as Record<
+    string,
+    { Status: string; Output: string }
+  >;
+  t.is(checks.disk?.Status, 'warning');
+  t.is(checks.disk?.Output, '91% full');
+  await waitFor('web-1 in the catalog after the restart', async () =>
+    (await catalogService(b.http, 'web')).some((s) => s.ServiceID === 'web-1'),
+  );
+
+  // Behind the agent's back: the catalog loses the service, then gets a stranger on this node.
+  await put(`${b.http}/v1/catalog/deregister`, { Node: 'solo', ServiceID: 'web-1' });
+  await put(`${b.http}/v1/catalog/register`, {
+    Node: 'solo',
+    Address: '127.0.0.1',
+    Service: { ID: 'stranger', Service: 'stranger', Port: 1 },
+  });
+  t.deepEqual(await catalogService(b.http, 'web'), []);
+  await waitFor('anti-entropy to restore web-1 and remove the stranger', async () => {
+    const web = await catalogService(b.http, 'web');
+    const stranger = await catalogService(b.http, 'stranger');
+    return web.length === 1 && web[0].ServicePort === 8080 && stranger.length === 0;
+  });
+  t.is(await b.stop('SIGTERM'), 0);
+});
