@@ -97,6 +97,17 @@ export async function runAgent(argv: string[]): Promise<number> {
       return 1;
     }
   }
+  if (config.ports.dns >= 0) {
+    try {
+      const { startDnsServer } = await import('../api/dns/index.ts');
+      const dns = await startDnsServer({ catalog: agent.catalog, config, logger });
+      agent.onStop(() => dns.close());
+    } catch (err) {
+      console.error(`meshd agent: cannot listen for DNS: ${(err as Error).message}`);
+      await agent.stop();
+      return 1;
+    }
+  }
   logger.info(
     {
       version: VERSION,
@@ -105,6 +116,7 @@ export async function runAgent(argv: string[]): Promise<number> {
       server: config.server,
       dev: config.devMode,
       http: config.ports.http >= 0 ? config.clientAddrs.map((h) => `${h}:${config.ports.http}`) : [],
+      dns: config.ports.dns >= 0 ? config.clientAddrs.map((h) => `${h}:${config.ports.dns}`) : [],
     },
     'meshd agent running',
   );
@@ -146,5 +158,9 @@ export async function runAgent(argv: string[]): Promise<number> {
   process.off('SIGTERM', onSignal);
   process.off('SIGHUP', onHup);
   logger.info('agent stopped');
+  // Everything of ours is closed now, but a library timer may still be pending (libp2p's address
+  // manager debounces with a 1 s timer that its stop does not clear), which would hold the exit
+  // for that long. An unref'd grace timer lets anything quicker finish, then ends the process.
+  setTimeout(() => process.exit(code), 100).unref();
   return code;
 }

@@ -1,0 +1,95 @@
+/**
+ * meshd's DNS interface (Consul's, on port 8600): `startDnsServer` wires the agent's catalog
+ * through the agent-side cache into the responder, and the responder into UDP and TCP listeners
+ * on every client address.
+ */
+
+import type { Logger } from 'pino';
+import type { CatalogBackend } from '../../agent/backend.ts';
+import type { ResolvedConfig } from '../../agent/config/load.ts';
+import { CatalogCache } from './cache.ts';
+import { parseRecursor } from './recursor.ts';
+import { type DnsData, DnsResponder } from './responder.ts';
+import { type DnsStats, listenDns } from './server.ts';
+
+export type { DnsStats } from './server.ts';
+
+export type DnsConfig = Pick<
+  ResolvedConfig,
+  'domain' | 'altDomain' | 'recursors' | 'dns' | 'datacenter' | 'clientAddrs'
+> & { ports: Pick<ResolvedConfig['ports'], 'dns'> };
+
+export interface StartDnsServerOptions {
+  catalog: Pick<CatalogBackend, 'read'>;
+  config: DnsConfig;
+  logger: Logger;
+  /** Overrides `config.ports.dns` (0 picks a free port, for tests). */
+  port?: number;
+  /** @default Math.random */
+  rng?: () => number;
+}
+
+export interface DnsServer {
+  addresses: string[];
+  stats: DnsStats & { cacheHits: number; cacheMisses: number };
+  close(): Promise<void>;
+}
+
+/** What the responder reads, answered from the cache. */
+export function cachedData(cache: CatalogCache): DnsData {
+  return {
+    serviceInstances: (service, tag) =>
+      cache.get('health.service', tag === undefined ? { service } : { service, tags: [tag] }),
+    node: (node) => cache.get('catalog.node', { node }),
+    nodes: () => cache.get('catalog.nodes', {}),
+  };
+}
+
+export async function startDnsServer(opts: StartDnsServerOptions): Promise<DnsServer> {
+  const { config } = opts;
+  const logger = opts.logger.child({ component: 'dns' });
+  const cache = new CatalogCache(opts.catalog, logger, {
+    allowStale: config.dns.allowStale,
+    maxStaleMs: config.dns.maxStaleMs,
+  });
+  const responder = new DnsResponder(
+    {
+      domain: config.domain,
+      altDomain: config.altDomain,
+      datacenter: config.datacenter,
+      recursors: config.recursors.map(parseRecursor),
+      nodeTtlMs: config.dns.nodeTtlMs,
+      serviceTtlMs: config.dns.serviceTtlMs,
+      onlyPassing: config.dns.onlyPassing,
+      udpAnswerLimit: config.dns.udpAnswerLimit,
+      enableTruncate: config.dns.enableTruncate,
+    },
+    { data: cachedData(cache), rng: opts.rng },
+  );
+  let listeners: Awaited<ReturnType<typeof listenDns>>;
+  try {
+    listeners = await listenDns({
+      hosts: config.clientAddrs,
+      port: opts.port ?? config.ports.dns,
+      respond: (req, raw, transport) => responder.respond(req, raw, transport),
+      logger,
+    });
+  } catch (err) {
+    cache.close();
+    throw err;
+  }
+  logger.info({ addresses: listeners.addresses }, 'DNS server listening');
+  const stats = listeners.stats as DnsServer['stats'];
+  Object.defineProperties(stats, {
+    cacheHits: { get: () => cache.stats.hits, enumerable: true },
+    cacheMisses: { get: () => cache.stats.misses, enumerable: true },
+  });
+  return {
+    addresses: listeners.addresses,
+    stats,
+    async close() {
+      cache.close();
+      await listeners.close();
+    },
+  };
+}

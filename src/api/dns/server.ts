@@ -1,0 +1,220 @@
+/**
+ * The DNS listeners: UDP and TCP on each address, the same port. Every packet is checked before
+ * anything else sees it (miekg/dns's `DefaultMsgAcceptFunc`, which Consul uses): shorter than a
+ * header or a response → dropped; an opcode other than QUERY/NOTIFY → NOTIMP; not exactly one
+ * question, or sections a query cannot have, or bytes that do not decode → FORMERR. Each of those
+ * is counted in `stats`; none can throw out of here.
+ *
+ * TCP uses RFC 1035's 2-byte length framing; a connection may carry many queries (answered as
+ * they complete, RFC 7766 allows that) and is closed after `idleMs` without traffic.
+ */
+
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { createServer, isIP, type Server, type Socket } from 'node:net';
+import type { DecodedPacket } from 'dns-packet';
+import dnsPacket from 'dns-packet';
+import type { Logger } from 'pino';
+import { isWireName } from './names.ts';
+import type { Transport } from './responder.ts';
+
+export interface DnsStats {
+  /** Packets that reached the responder. */
+  queries: number;
+  /** Packets that could not be read (short, undecodable, wrong section counts). */
+  malformed: number;
+  /** Malformed packets answered FORMERR (the rest were dropped). */
+  formerr: number;
+  /** Packets with an opcode we do not serve, answered NOTIMP. */
+  notimp: number;
+  /** Packets dropped without an answer (too short, or responses). */
+  dropped: number;
+}
+
+export type Respond = (req: DecodedPacket, raw: Buffer, transport: Transport) => Promise<Buffer>;
+
+export interface DnsListenInit {
+  hosts: readonly string[];
+  /** 0 picks a free port (the UDP one; TCP then listens on the same). */
+  port: number;
+  respond: Respond;
+  logger: Logger;
+  /** Close a TCP connection idle this long. @default 8_000 (miekg/dns's idle timeout) */
+  idleMs?: number;
+  /** @default 1_024 */
+  maxTcpConnections?: number;
+  /** Queries of one TCP connection in progress before it is read no further. @default 32 */
+  maxInflightPerConnection?: number;
+}
+
+export interface DnsListeners {
+  /** `host:port` per address (`[v6]:port` for IPv6). */
+  addresses: string[];
+  stats: DnsStats;
+  close(): Promise<void>;
+}
+
+const OPCODE_QUERY = 0;
+const OPCODE_NOTIFY = 4;
+const RCODE_FORMERR = 1;
+const RCODE_NOTIMP = 4;
+
+/**
+ * Checks and answers one packet; undefined means drop it. Never rejects: a responder failure
+ * is logged and the packet dropped.
+ */
+export async function handlePacket(
+  raw: Buffer,
+  transport: Transport,
+  respond: Respond,
+  stats: DnsStats,
+  logger: Logger,
+): Promise<Buffer | undefined> {
+  if (raw.length < 12) {
+    stats.malformed++;
+    stats.dropped++;
+    return undefined;
+  }
+  const bits = raw.readUInt16BE(2);
+  // A response sent to us: answering it could feed a reflection loop.
+  if ((bits & 0x8000) !== 0) {
+    stats.dropped++;
+    return undefined;
+  }
+  const opcode = (bits >> 11) & 0x0f;
+  if (opcode !== OPCODE_QUERY && opcode !== OPCODE_NOTIFY) {
+    stats.notimp++;
+    return errorReply(raw, RCODE_NOTIMP);
+  }
+  const [qd, an, ns, ar] = [4, 6, 8, 10].map((o) => raw.readUInt16BE(o));
+  if (qd !== 1 || an > 1 || ns > 1 || ar > 2) return formErr(raw, stats);
+  let req: DecodedPacket;
+  try {
+    req = dnsPacket.decode(raw);
+  } catch {
+    return formErr(raw, stats);
+  }
+  const q = (req.questions ?? [])[0];
+  // The question goes back in the answer: a name that would not encode the same way (a label
+  // that grows past 63 bytes once its invalid UTF-8 becomes U+FFFD) is refused here.
+  if (q === undefined || typeof q.name !== 'string' || typeof q.type !== 'string' || !isWireName(q.name))
+    return formErr(raw, stats);
+  stats.queries++;
+  try {
+    return await respond(req, raw, transport);
+  } catch (err) {
+    logger.warn({ err: (err as Error).message }, 'DNS responder failed; query dropped');
+    stats.dropped++;
+    return undefined;
+  }
+}
+
+function formErr(raw: Buffer, stats: DnsStats): Buffer {
+  stats.malformed++;
+  stats.formerr++;
+  return errorReply(raw, RCODE_FORMERR);
+}
+
+/** A bare header: the query's ID and opcode, QR set, `rcode`, no sections. */
+function errorReply(raw: Buffer, rcode: number): Buffer {
+  const out = Buffer.alloc(12);
+  out.writeUInt16BE(raw.readUInt16BE(0), 0);
+  out.writeUInt16BE(0x8000 | (raw.readUInt16BE(2) & 0x7800) | rcode, 2);
+  return out;
+}
+
+export async function listenDns(init: DnsListenInit): Promise<DnsListeners> {
+  const stats: DnsStats = { queries: 0, malformed: 0, formerr: 0, notimp: 0, dropped: 0 };
+  const udps: UdpSocket[] = [];
+  const tcps: Server[] = [];
+  const conns = new Set<Socket>();
+  const addresses: string[] = [];
+  const closeAll = async (): Promise<void> => {
+    for (const c of conns) c.destroy();
+    await Promise.all([
+      ...udps.map((u) => new Promise<void>((r) => u.close(() => r()))),
+      ...tcps.map((t) => new Promise<void>((r) => t.close(() => r()))),
+    ]);
+  };
+  try {
+    for (const host of init.hosts) {
+      const udp = await bindUdp(host, init.port);
+      udps.push(udp);
+      const port = udp.address().port;
+      const tcp = await listenTcp(host, port, init, stats, conns);
+      tcps.push(tcp);
+      addresses.push(isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`);
+      udp.on('message', (msg, rinfo) => {
+        void handlePacket(msg, 'udp', init.respond, stats, init.logger).then((out) => {
+          if (out !== undefined) udp.send(out, rinfo.port, rinfo.address, () => {});
+        });
+      });
+    }
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+  return { addresses, stats, close: closeAll };
+}
+
+function bindUdp(host: string, port: number): Promise<UdpSocket> {
+  return new Promise((resolve, reject) => {
+    const sock = createSocket({ type: isIP(host) === 6 ? 'udp6' : 'udp4' });
+    sock.once('error', reject);
+    sock.bind(port, host, () => {
+      sock.off('error', reject);
+      // Sending to a client that went away must not take the listener down.
+      sock.on('error', () => {});
+      resolve(sock);
+    });
+  });
+}
+
+function listenTcp(
+  host: string,
+  port: number,
+  init: DnsListenInit,
+  stats: DnsStats,
+  conns: Set<Socket>,
+): Promise<Server> {
+  const server = createServer((sock) => serveConnection(sock, init, stats, conns));
+  server.maxConnections = init.maxTcpConnections ?? 1_024;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      server.on('error', (err) => init.logger.warn({ err: err.message }, 'DNS TCP listener error'));
+      resolve(server);
+    });
+  });
+}
+
+function serveConnection(sock: Socket, init: DnsListenInit, stats: DnsStats, conns: Set<Socket>): void {
+  conns.add(sock);
+  const maxInflight = init.maxInflightPerConnection ?? 32;
+  let buf: Buffer = Buffer.alloc(0);
+  let inflight = 0;
+  sock.setNoDelay(true);
+  sock.setTimeout(init.idleMs ?? 8_000, () => sock.destroy());
+  sock.on('error', () => {});
+  sock.on('close', () => conns.delete(sock));
+  sock.on('data', (chunk: Buffer) => {
+    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+    while (buf.length >= 2) {
+      const len = buf.readUInt16BE(0);
+      if (buf.length < 2 + len) break;
+      const frame = buf.subarray(2, 2 + len);
+      buf = buf.subarray(2 + len);
+      inflight++;
+      if (inflight >= maxInflight) sock.pause();
+      void handlePacket(Buffer.from(frame), 'tcp', init.respond, stats, init.logger).then((out) => {
+        inflight--;
+        if (inflight < maxInflight && sock.isPaused()) sock.resume();
+        if (out === undefined || sock.destroyed) return;
+        if (out.length > 0xffff) return;
+        const len2 = Buffer.alloc(2);
+        len2.writeUInt16BE(out.length);
+        sock.write(Buffer.concat([len2, out]));
+      });
+    }
+  });
+}
