@@ -155,8 +155,9 @@ export function vendorResolver(
 
 /**
  * Called by bin/meshd.js before anything else loads. Returns whether the bundle is in use. With
- * MESHD_VENDOR_DEBUG set, says on stderr whether it is and why not (otherwise a missing bundle is
- * silent: it is a normal state, e.g. after `npm ci --ignore-scripts`). MESHD_VENDOR=0 turns it off.
+ * MESHD_VENDOR_DEBUG set, says on stderr whether it is and why not. Otherwise a missing bundle is
+ * silent (a normal state, e.g. after `npm ci --ignore-scripts`) and a stale one is one line on
+ * stderr. MESHD_VENDOR=0 turns it off.
  */
 export function installVendorHook(env: NodeJS.ProcessEnv = process.env): boolean {
   const debug = (why: string): false => {
@@ -173,7 +174,13 @@ export function installVendorHook(env: NodeJS.ProcessEnv = process.env): boolean
     return debug(`${manifestPath}: ${(err as Error).message}`);
   }
   const problem = manifestProblem(manifest, installedTreeHash());
-  if (problem !== undefined) return debug(`${problem} (npm run vendor rebuilds it)`);
+  if (problem !== undefined) {
+    // A bundle that exists but no longer matches (e.g. after `npm install <pkg>`, which does not
+    // run `prepare`) is worth a word: the operator gets a slower start until it is rebuilt.
+    if (!env.MESHD_VENDOR_DEBUG)
+      process.stderr.write(`meshd: dependency bundle not used (${problem}); run \`npm run vendor\` to rebuild it\n`);
+    return debug(`${problem} (npm run vendor rebuilds it)`);
+  }
   const resolveVendor = vendorResolver({
     manifest: manifest as VendorManifest,
     dir: VENDOR_DIR,
