@@ -145,7 +145,9 @@ export async function listenDns(init: DnsListenInit): Promise<DnsListeners> {
       addresses.push(isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`);
       udp.on('message', (msg, rinfo) => {
         void handlePacket(msg, 'udp', init.respond, stats, init.logger).then((out) => {
-          if (out !== undefined) udp.send(out, rinfo.port, rinfo.address, () => {});
+          // No callback: a send error is an 'error' event (ignored below), and Node skips a
+          // completion call into JS per answer.
+          if (out !== undefined) udp.send(out, rinfo.port, rinfo.address);
         });
       });
     }
@@ -158,7 +160,13 @@ export async function listenDns(init: DnsListenInit): Promise<DnsListeners> {
 
 function bindUdp(host: string, port: number): Promise<UdpSocket> {
   return new Promise((resolve, reject) => {
-    const sock = createSocket({ type: isIP(host) === 6 ? 'udp6' : 'udp4' });
+    // Answers go to the IP a query came from: resolving it (dgram's default lookup, deferred to
+    // the next tick per packet) is wasted work, so the lookup hands the literal straight back.
+    const family = isIP(host) === 6 ? 6 : 4;
+    const sock = createSocket({
+      type: family === 6 ? 'udp6' : 'udp4',
+      lookup: (address, _options, callback) => callback(null, address, family),
+    });
     sock.once('error', reject);
     sock.bind(port, host, () => {
       sock.off('error', reject);
