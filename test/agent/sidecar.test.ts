@@ -28,7 +28,13 @@ const web = (extra: Record<string, unknown> = {}) =>
 
 test('connect.sidecar_service registers the sidecar proxy with Consul defaults and checks', async (t) => {
   const { catalog, local } = setup();
-  local.addService(web());
+  local.addService(
+    web({
+      connect: {
+        sidecar_service: { proxy: { upstreams: [{ destination_name: 'db', local_bind_port: 9191 }] } },
+      },
+    }),
+  );
   const sidecar = local.service('web-1-sidecar-proxy')?.service;
   t.truthy(sidecar);
   t.like(sidecar, {
@@ -45,6 +51,7 @@ test('connect.sidecar_service registers the sidecar proxy with Consul defaults a
       LocalServicePort: 8080,
     },
   });
+  t.like((sidecar?.Proxy.Upstreams as unknown[])?.[0], { DestinationName: 'db', LocalBindPort: 9191 });
   t.deepEqual(local.service('web-1')?.service.Connect, {}, 'the parent row does not carry SidecarService');
   const checks = local.checks().filter((c) => c.check.ServiceID === 'web-1-sidecar-proxy');
   t.deepEqual(

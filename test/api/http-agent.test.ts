@@ -193,6 +193,29 @@ test('service register (any key case) → agent views → catalog; TTL pass show
   t.deepEqual(await json(await get(h, '/v1/agent/checks')), {});
 });
 
+test('Connect.SidecarService over the API registers the sidecar proxy; deregistering the service removes it', async (t) => {
+  const h = await start(t);
+  await expectStatus(
+    t,
+    await put(h, '/v1/agent/service/register', {
+      Name: 'web',
+      Port: 8080,
+      Connect: { SidecarService: { Proxy: { Upstreams: [{ DestinationName: 'db', LocalBindPort: 9191 }] } } },
+    }),
+    200,
+    '',
+  );
+  const services = await json<Record<string, Record<string, unknown>>>(await get(h, '/v1/agent/services'));
+  t.deepEqual(Object.keys(services).sort(), ['web', 'web-sidecar-proxy']);
+  t.like(services['web-sidecar-proxy'], { Kind: 'connect-proxy', Port: 21000 });
+  t.like(services['web-sidecar-proxy'].Proxy as Record<string, unknown>, {
+    DestinationServiceName: 'web',
+    LocalServicePort: 8080,
+  });
+  await expectStatus(t, await put(h, '/v1/agent/service/deregister/web'), 200, '');
+  t.deepEqual(Object.keys(await json<Record<string, unknown>>(await get(h, '/v1/agent/services'))), []);
+});
+
 test('bad input is a 400 naming the problem; unknown IDs are 404s', async (t) => {
   const h = await start(t);
   await expectStatus(

@@ -1,5 +1,5 @@
 /**
- * Shared pieces of the check-runner tests: a simulated clock (timers fire only when advanced), a
+ * Shared pieces of the check-runner tests: the simulated clock (test/support/fake-clock.ts), a
  * local state over a recording catalog, and small helpers to await real servers.
  */
 
@@ -7,40 +7,9 @@ import type { CommandInput, WriteReply } from '../../src/agent/backend.ts';
 import type { Clock, LocalState } from '../../src/agent/local/state.ts';
 import { silentLogger } from '../../src/agent/logger.ts';
 import type { NodeInput } from '../../src/catalog/types.ts';
+import { FakeClock } from '../support/fake-clock.ts';
 
-export class FakeClock implements Clock {
-  t = 1_000_000;
-  readonly #timers = new Map<number, { at: number; fn: () => void }>();
-  #next = 1;
-  now(): number {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.#timers.set(id, { at: this.t + ms, fn });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.#timers.delete(handle as number);
-  }
-  get pending(): number {
-    return this.#timers.size;
-  }
-  /** Runs every timer due within `ms`, in time order, then sets the clock to the end. */
-  advance(ms: number): void {
-    const end = this.t + ms;
-    for (;;) {
-      let first: [number, { at: number; fn: () => void }] | undefined;
-      for (const e of this.#timers)
-        if (e[1].at <= end && (first === undefined || e[1].at < first[1].at)) first = e;
-      if (first === undefined) break;
-      this.#timers.delete(first[0]);
-      this.t = first[1].at;
-      first[1].fn();
-    }
-    this.t = end;
-  }
-}
+export { FakeClock };
 
 export const NODE: NodeInput = {
   ID: '11111111-2222-3333-4444-555555555555',

@@ -3,15 +3,16 @@
  * restarted agent finds its cluster again without `-join`, as a restarted Consul agent does.
  *
  * File `<data-dir>/gossip/peers.json`: `{"version":1,"left":bool,"peers":["ip:port",...]}`,
- * rewritten (temp file, fsync, rename) at most every {@link WRITE_INTERVAL_MS} while membership
+ * rewritten durably (temp file, fsync, rename, dir fsync) at most every {@link WRITE_INTERVAL_MS} while membership
  * changes. `left` records a graceful leave: such an agent does not rejoin on restart unless
  * `rejoin_after_leave` is set. A missing or unreadable file just means "no peers".
  */
 
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { writeFileDurably } from '../durable-file.ts';
 
 const VERSION = 1;
 const WRITE_INTERVAL_MS = 1_000;
@@ -80,17 +81,7 @@ export class PeerSnapshotWriter {
 
   async #write(text: string): Promise<void> {
     try {
-      await mkdir(this.#dir, { recursive: true });
-      const path = join(this.#dir, 'peers.json');
-      const tmp = `${path}.tmp`;
-      const f = await open(tmp, 'w', 0o600);
-      try {
-        await f.writeFile(text);
-        await f.sync();
-      } finally {
-        await f.close();
-      }
-      await rename(tmp, path);
+      await writeFileDurably(join(this.#dir, 'peers.json'), text);
       this.#lastWritten = text;
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, 'writing the peer snapshot failed');

@@ -14,12 +14,12 @@
  * (an older meshd must not overwrite what it cannot read).
  */
 
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
+import { readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { ConfigError } from '../config/errors.ts';
+import { writeFileDurably } from '../durable-file.ts';
 import type { PersistableLocalState } from './state.ts';
 
 export const LOCAL_STATE_FILE = 'local-state.json';
@@ -50,18 +50,8 @@ export function persistedContent(state: PersistableLocalState): PersistableLocal
   };
 }
 
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 export class LocalStateFile {
   readonly path: string;
-  readonly #dir: string;
   readonly #read: () => PersistableLocalState;
   readonly #log: Logger;
   #lastWritten: string | undefined;
@@ -71,7 +61,6 @@ export class LocalStateFile {
 
   /** `read` gives the state to write when a save runs (the newest, not the one that asked). */
   constructor(dataDir: string, read: () => PersistableLocalState, logger: Logger) {
-    this.#dir = dataDir;
     this.path = join(dataDir, LOCAL_STATE_FILE);
     this.#read = read;
     this.#log = logger;
@@ -151,17 +140,7 @@ export class LocalStateFile {
     }
   }
 
-  async #write(text: string): Promise<void> {
-    mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
-    const tmp = `${this.path}.tmp`;
-    const f = await open(tmp, 'w', 0o600);
-    try {
-      await f.writeFile(text);
-      await f.sync();
-    } finally {
-      await f.close();
-    }
-    await rename(tmp, this.path);
-    fsyncDir(this.#dir);
+  #write(text: string): Promise<void> {
+    return writeFileDurably(this.path, text);
   }
 }
