@@ -178,7 +178,9 @@ export function installVendorHook(env: NodeJS.ProcessEnv = process.env): boolean
     // A bundle that exists but no longer matches (e.g. after `npm install <pkg>`, which does not
     // run `prepare`) is worth a word: the operator gets a slower start until it is rebuilt.
     if (!env.MESHD_VENDOR_DEBUG)
-      process.stderr.write(`meshd: dependency bundle not used (${problem}); run \`npm run vendor\` to rebuild it\n`);
+      process.stderr.write(
+        `meshd: dependency bundle not used (${problem}); run \`npm run vendor\` to rebuild it\n`,
+      );
     return debug(`${problem} (npm run vendor rebuilds it)`);
   }
   const resolveVendor = vendorResolver({
