@@ -356,7 +356,7 @@ test('UDP truncation: 3 answers and TC only with enable_truncate; EDNS0 size res
   t.false(tcp.tc);
 });
 
-test('encodeMessage (records encoded once, reused) gives the bytes dns-packet gives', async (t) => {
+test('encodeMessage (records encoded once, reused) decodes as dns-packet encodes, owner names compressed', async (t) => {
   const { encodeMessage, messageLength } = await import('../../src/api/dns/wire.ts');
   const dnsPacket = (await import('dns-packet')).default;
   const rr: Answer = { type: 'A', name: 'web.service.consul', ttl: 5, class: 'IN', data: '10.0.0.1' };
@@ -369,6 +369,15 @@ test('encodeMessage (records encoded once, reused) gives the bytes dns-packet gi
     authorities: [],
     additionals: [{ type: 'TXT', name: 'n.node.dc1.consul', ttl: 0, class: 'IN', data: ['a=b'] } as Answer],
   };
-  t.deepEqual(encodeMessage(p), dnsPacket.encode(p));
-  t.is(messageLength(p), dnsPacket.encodingLength(p));
+  const out = encodeMessage(p);
+  t.deepEqual(dnsPacket.decode(out), dnsPacket.decode(dnsPacket.encode(p)));
+  // Both answers name the question: each saves its 20-byte name for a 2-byte pointer.
+  t.is(out.length, dnsPacket.encodingLength(p) - 2 * 18);
+  t.is(messageLength(p), out.length);
+  t.is(out.readUInt16BE(12 + 24), 0xc00c, 'the first answer points at the question name');
+  // A question asked in other case still matches, and the answer keeps the asked case (Consul too).
+  const mixed = { ...p, questions: [{ ...p.questions[0], name: 'WEB.Service.consul' }] };
+  const decoded = dnsPacket.decode(encodeMessage(mixed));
+  t.is(decoded.answers?.[0].name, 'WEB.Service.consul');
+  t.is(decoded.additionals?.[0].name, 'n.node.dc1.consul');
 });
