@@ -7,11 +7,12 @@
  * "privateKey": "<base64 libp2p protobuf>" }`. `peerId` is informational and checked on load.
  */
 
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import type { PrivateKey } from '@libp2p/interface';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import { writeFileDurably } from '../durable-file.ts';
 
 /** The file format this code writes and the newest it reads. */
 export const IDENTITY_FORMAT_VERSION = 1;
@@ -63,29 +64,6 @@ function parseIdentity(path: string, text: string): PrivateKey {
   return key;
 }
 
-async function writeDurably(path: string, contents: string): Promise<void> {
-  const dir = join(path, '..');
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fh = await open(tmp, 'w', 0o600);
-  try {
-    await fh.writeFile(contents);
-    await fh.sync();
-  } catch (err) {
-    await fh.close();
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  await fh.close();
-  await rename(tmp, path);
-  const dh = await open(dir, 'r');
-  try {
-    await dh.sync();
-  } finally {
-    await dh.close();
-  }
-}
-
 /**
  * The gossip private key: read from `<dataDir>/gossip/identity.key`, or made and saved there (temp
  * file, fsync, rename, fsync of the directory; mode 0600) when the file does not exist yet.
@@ -110,6 +88,6 @@ export async function loadOrCreateIdentity(dataDir: string | undefined): Promise
     peerId: peerIdFromPrivateKey(key).toString(),
     privateKey: Buffer.from(privateKeyToProtobuf(key)).toString('base64'),
   };
-  await writeDurably(path, `${JSON.stringify(doc)}\n`);
+  await writeFileDurably(path, `${JSON.stringify(doc)}\n`);
   return key;
 }
