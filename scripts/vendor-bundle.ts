@@ -84,6 +84,12 @@ async function main(): Promise<number> {
     },
     logLevel: 'warning',
     metafile: true,
+    // V8 keeps every module's source text for lazy compilation: ~5 MiB of heap per agent for the
+    // unminified bundle. Whitespace and syntax minification take ~4.5 MiB off each agent's RSS;
+    // identifiers stay, so stack traces through dependencies keep their function names.
+    minifyWhitespace: true,
+    minifySyntax: true,
+    legalComments: 'eof',
   });
   rmSync(join(staging, 'facades'), { recursive: true });
   const manifest: VendorManifest = { version: VENDOR_FORMAT_VERSION, tree, entries };
