@@ -5,7 +5,7 @@ import test from 'ava';
 import type { CommandInput, WriteReply } from '../../src/agent/backend.ts';
 import { AntiEntropy, scaledInterval } from '../../src/agent/local/anti-entropy.ts';
 import { parseCheckDefinition, parseServiceDefinition } from '../../src/agent/local/definitions.ts';
-import { LOCAL_STATE_FILE, LocalStateFile } from '../../src/agent/local/persist.ts';
+import { LOCAL_STATE_FILE, LocalStateFile, restorable } from '../../src/agent/local/persist.ts';
 import { LocalState, SERF_HEALTH_CHECK_ID } from '../../src/agent/local/state.ts';
 import { silentLogger } from '../../src/agent/logger.ts';
 import type { NodeInput } from '../../src/catalog/types.ts';
@@ -311,4 +311,32 @@ test('a runner status change is not a disk write; a TTL update is', async (t) =>
   a.local.updateCheck('web', 'passing', 'HTTP GET http://127.0.0.1:1/: 200 OK');
   a.local.updateTtl('disk', 'passing', 'fine');
   t.deepEqual(changes, [true, true, false, true]);
+});
+
+test('a persisted script check comes back only while enable_script_checks is on', (t) => {
+  const script = parseCheckDefinition(
+    { name: 'backup', args: ['/bin/true'], interval: '1m' },
+    {
+      source: 'api',
+      enableScriptChecks: true,
+    },
+  );
+  const ttl = parseCheckDefinition({ name: 'disk', ttl: '1m' });
+  const saved = {
+    services: [],
+    checks: [
+      { def: script, status: 'critical' as const, output: '' },
+      { def: ttl, status: 'passing' as const, output: 'ok' },
+    ],
+    maintenance: [],
+  };
+  const on = restorable(saved, { enableScriptChecks: true });
+  t.is(on.state.checks.length, 2);
+  t.deepEqual(on.warnings, []);
+  const off = restorable(saved, { enableScriptChecks: false });
+  t.deepEqual(
+    off.state.checks.map((c) => c.def.CheckID),
+    ['disk'],
+  );
+  t.regex(off.warnings[0], /"backup" not restored: enable_script_checks is off/);
 });

@@ -32,7 +32,7 @@ import {
   scriptChecksPolicy,
 } from './definitions.ts';
 import { DefinitionError } from './errors.ts';
-import { LocalStateFile } from './persist.ts';
+import { LocalStateFile, restorable } from './persist.ts';
 import { type Clock, LocalState, type LocalStateEvents, systemClock } from './state.ts';
 
 export interface LocalAgentInit {
@@ -204,9 +204,10 @@ export class LocalAgent {
       if (err instanceof DefinitionError) throw new ConfigError(err.message);
       throw err;
     }
-    const saved = this.#file?.load();
-    if (saved) {
-      for (const w of this.state.restore(saved)) this.#logger.warn(w);
+    const loaded = this.#file?.load();
+    if (loaded) {
+      const { state: saved, warnings: skipped } = restorable(loaded, this.config);
+      for (const w of [...skipped, ...this.state.restore(saved)]) this.#logger.warn(w);
       this.#logger.info(
         { services: saved.services.length, checks: saved.checks.length, file: this.#file?.path },
         'restored services and checks registered before the restart',

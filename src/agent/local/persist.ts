@@ -50,6 +50,26 @@ export function persistedContent(state: PersistableLocalState): PersistableLocal
   };
 }
 
+/**
+ * What of a persisted state may be registered again: script checks were registered over the API,
+ * so they come back only while `enable_script_checks` is on (the operator may have turned it off
+ * since). Returns the state to restore and one warning per entry left out.
+ */
+export function restorable(
+  saved: PersistableLocalState,
+  opts: { enableScriptChecks: boolean },
+): { state: PersistableLocalState; warnings: string[] } {
+  const warnings: string[] = [];
+  const checks = saved.checks.filter((c) => {
+    if (c.def.Type !== 'script' || opts.enableScriptChecks) return true;
+    warnings.push(
+      `persisted script check ${JSON.stringify(c.def.CheckID)} not restored: enable_script_checks is off`,
+    );
+    return false;
+  });
+  return { state: { ...saved, checks }, warnings };
+}
+
 export class LocalStateFile {
   readonly path: string;
   readonly #read: () => PersistableLocalState;
