@@ -52,19 +52,35 @@ export async function forward(
   return undefined;
 }
 
-export function exchangeUdp(query: Buffer, r: RecursorAddr, timeoutMs: number): Promise<Buffer> {
+/**
+ * One exchange with a recursor: `start` wires a socket and calls `finish` once with the answer or
+ * an error; the timeout, the single settlement and closing the socket are handled here.
+ */
+function exchange(
+  r: RecursorAddr,
+  timeoutMs: number,
+  start: (finish: (err: Error | undefined, msg?: Buffer) => void) => { close(): void },
+): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const sock = createSocket(isIP(r.host) === 6 ? 'udp6' : 'udp4');
-    const timer = setTimeout(() => finish(new Error(`recursor ${r.host}:${r.port} timed out`)), timeoutMs);
     let done = false;
-    function finish(err: Error | undefined, msg?: Buffer): void {
+    let sock: { close(): void } | undefined;
+    const finish = (err: Error | undefined, msg?: Buffer): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      sock.close();
+      sock?.close();
       if (err) reject(err);
       else resolve(msg as Buffer);
-    }
+    };
+    const timer = setTimeout(() => finish(new Error(`recursor ${r.host}:${r.port} timed out`)), timeoutMs);
+    sock = start(finish);
+    if (done) sock.close();
+  });
+}
+
+export function exchangeUdp(query: Buffer, r: RecursorAddr, timeoutMs: number): Promise<Buffer> {
+  return exchange(r, timeoutMs, (finish) => {
+    const sock = createSocket(isIP(r.host) === 6 ? 'udp6' : 'udp4');
     sock.on('error', (err) => finish(err));
     sock.on('message', (msg, rinfo) => {
       // Only the recursor's answer to this question counts; anything else is ignored.
@@ -72,23 +88,14 @@ export function exchangeUdp(query: Buffer, r: RecursorAddr, timeoutMs: number): 
       finish(undefined, msg);
     });
     sock.send(query, r.port, r.host);
+    return sock;
   });
 }
 
 export function exchangeTcp(query: Buffer, r: RecursorAddr, timeoutMs: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
+  return exchange(r, timeoutMs, (finish) => {
     const sock = new Socket();
     let buf = Buffer.alloc(0);
-    const timer = setTimeout(() => finish(new Error(`recursor ${r.host}:${r.port} timed out`)), timeoutMs);
-    let done = false;
-    function finish(err: Error | undefined, msg?: Buffer): void {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      sock.destroy();
-      if (err) reject(err);
-      else resolve(msg as Buffer);
-    }
     sock.on('error', (err) => finish(err));
     sock.on('close', () => finish(new Error(`recursor ${r.host}:${r.port} closed the connection`)));
     sock.on('data', (d: Buffer) => {
@@ -101,5 +108,6 @@ export function exchangeTcp(query: Buffer, r: RecursorAddr, timeoutMs: number): 
       len.writeUInt16BE(query.length);
       sock.write(Buffer.concat([len, query]));
     });
+    return { close: () => sock.destroy() };
   });
 }
