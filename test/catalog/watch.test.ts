@@ -1,4 +1,5 @@
 import test from 'ava';
+import fc from 'fast-check';
 import { KvTable, kvKeyWatch, kvPrefixWatch } from '../../src/catalog/kv.ts';
 import { blockingQuery, jitteredWait, TooManyWaitersError, WatchRegistry } from '../../src/catalog/watch.ts';
 
@@ -68,6 +69,47 @@ test('keys evicted from the recent set are answered conservatively (extra wake, 
   await flush();
   t.true(x.woken);
   t.false(y.woken);
+});
+
+test('changedAt matches a plain LRU model over long random runs (hot keys, cold keys, restores)', (t) => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 8 }),
+      fc.array(fc.oneof(fc.integer({ min: 0, max: 12 }), fc.constant(-1)), { maxLength: 400 }),
+      (cap, ops) => {
+        const reg = new WatchRegistry({ recentKeys: cap });
+        // The model: remembered keys in recency order, and the highest index forgotten.
+        const model = new Map<string, number>();
+        let forgotten = 0;
+        let index = 0;
+        for (const op of ops) {
+          index++;
+          if (op === -1) {
+            reg.wakeAll(index);
+            model.clear();
+            forgotten = Math.max(forgotten, index);
+            continue;
+          }
+          const key = `k${op}`;
+          reg.notify([key], index);
+          model.delete(key);
+          model.set(key, index);
+          while (model.size > cap) {
+            const [oldKey, oldIndex] = model.entries().next().value as [string, number];
+            model.delete(oldKey);
+            forgotten = Math.max(forgotten, oldIndex);
+          }
+          for (let k = 0; k <= 12; k++) {
+            const name = `k${k}`;
+            if (reg.changedAt(name) !== (model.get(name) ?? forgotten)) return false;
+          }
+        }
+        return true;
+      },
+    ),
+    { numRuns: 300 },
+  );
+  t.pass();
 });
 
 test('abort rejects with the signal reason and removes the waiter', async (t) => {
