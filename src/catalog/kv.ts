@@ -73,46 +73,145 @@ function lowerBound(arr: readonly string[], key: string): number {
   return lo;
 }
 
-/** A sorted set of strings with a value per key. */
-class SortedMap<V> {
-  readonly keys: string[] = [];
-  readonly map = new Map<string, V>();
+/**
+ * Strings in sorted order, kept in chunks of at most {@link CHUNK_MAX}: an insert or delete moves
+ * the elements of one chunk, not of the whole set. (One flat sorted array made every new key an
+ * O(n) splice: ~1.5 ms per insert at a million keys.)
+ */
+export class SortedKeys {
+  static readonly CHUNK_MAX = 1024;
+  /** Non-empty chunks, each sorted, every key of a chunk below every key of the next. */
+  #chunks: string[][] = [];
+  #size = 0;
 
   get size(): number {
-    return this.keys.length;
+    return this.#size;
+  }
+
+  /** The chunk where `key` is or would go: the first whose last key is >= `key`, else the last. */
+  #chunkFor(key: string): number {
+    let lo = 0;
+    let hi = this.#chunks.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const c = this.#chunks[mid];
+      if (c[c.length - 1] < key) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Adds `key`, which must not be present. */
+  insert(key: string): void {
+    this.#size++;
+    if (this.#chunks.length === 0) {
+      this.#chunks.push([key]);
+      return;
+    }
+    const ci = this.#chunkFor(key);
+    const chunk = this.#chunks[ci];
+    chunk.splice(lowerBound(chunk, key), 0, key);
+    if (chunk.length > SortedKeys.CHUNK_MAX) {
+      this.#chunks.splice(ci + 1, 0, chunk.splice(chunk.length >>> 1));
+    }
+  }
+
+  /** Removes `key`, which must be present. */
+  remove(key: string): void {
+    const ci = this.#chunkFor(key);
+    const chunk = this.#chunks[ci];
+    chunk.splice(lowerBound(chunk, key), 1);
+    this.#size--;
+    this.#settle(ci);
+  }
+
+  /** Keys from the first one >= `from`, in order. The set must not change during the iteration. */
+  *from(from: string): Generator<string> {
+    if (this.#chunks.length === 0) return;
+    let ci = this.#chunkFor(from);
+    let i = lowerBound(this.#chunks[ci], from);
+    for (; ci < this.#chunks.length; ci++, i = 0) {
+      const chunk = this.#chunks[ci];
+      for (; i < chunk.length; i++) yield chunk[i];
+    }
+  }
+
+  /** Removes every key starting with `prefix` (a contiguous run) and returns them, in order. */
+  removePrefixed(prefix: string): string[] {
+    const removed: string[] = [];
+    if (this.#chunks.length === 0) return removed;
+    let ci = this.#chunkFor(prefix);
+    let start = lowerBound(this.#chunks[ci], prefix);
+    while (ci < this.#chunks.length) {
+      const chunk = this.#chunks[ci];
+      let end = start;
+      while (end < chunk.length && chunk[end].startsWith(prefix)) end++;
+      // A run that reaches the end of this chunk may go on at the start of the next.
+      const mayContinue = end === chunk.length;
+      for (const key of chunk.splice(start, end - start)) removed.push(key);
+      if (chunk.length === 0) this.#chunks.splice(ci, 1);
+      else ci++;
+      if (!mayContinue) break;
+      start = 0;
+    }
+    this.#size -= removed.length;
+    return removed;
+  }
+
+  /** Drops an emptied chunk; merges a small one into its neighbour, so chunks stay few. */
+  #settle(ci: number): void {
+    const chunk = this.#chunks[ci];
+    if (chunk.length === 0) {
+      this.#chunks.splice(ci, 1);
+      return;
+    }
+    const next = this.#chunks[ci + 1];
+    if (
+      chunk.length < SortedKeys.CHUNK_MAX / 8 &&
+      next &&
+      chunk.length + next.length <= SortedKeys.CHUNK_MAX
+    ) {
+      this.#chunks.splice(ci, 2, chunk.concat(next));
+    }
+  }
+}
+
+/** A sorted set of strings with a value per key. */
+class SortedMap<V> {
+  readonly #keys = new SortedKeys();
+  readonly #map = new Map<string, V>();
+
+  get size(): number {
+    return this.#keys.size;
   }
 
   get(key: string): V | undefined {
-    return this.map.get(key);
+    return this.#map.get(key);
   }
 
   set(key: string, value: V): void {
-    if (!this.map.has(key)) this.keys.splice(lowerBound(this.keys, key), 0, key);
-    this.map.set(key, value);
+    if (!this.#map.has(key)) this.#keys.insert(key);
+    this.#map.set(key, value);
   }
 
   delete(key: string): boolean {
-    if (!this.map.delete(key)) return false;
-    this.keys.splice(lowerBound(this.keys, key), 1);
+    if (!this.#map.delete(key)) return false;
+    this.#keys.remove(key);
     return true;
   }
 
   /** Keys starting with `prefix`, in order: O(log n + k). */
   *prefixed(prefix: string): Generator<[string, V]> {
-    for (let i = lowerBound(this.keys, prefix); i < this.keys.length; i++) {
-      const key = this.keys[i];
+    for (const key of this.#keys.from(prefix)) {
       if (!key.startsWith(prefix)) return;
-      yield [key, this.map.get(key) as V];
+      yield [key, this.#map.get(key) as V];
     }
   }
 
   /** Removes the keys starting with `prefix` and returns them, in order. */
   deletePrefixed(prefix: string): string[] {
-    const start = lowerBound(this.keys, prefix);
-    let end = start;
-    while (end < this.keys.length && this.keys[end].startsWith(prefix)) end++;
-    const removed = this.keys.splice(start, end - start);
-    for (const key of removed) this.map.delete(key);
+    const removed = this.#keys.removePrefixed(prefix);
+    for (const key of removed) this.#map.delete(key);
     return removed;
   }
 }
