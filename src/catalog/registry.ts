@@ -40,6 +40,7 @@
  * nodes index moves only with node rows, since {@link Registry.nodes} returns nothing else.
  */
 
+import { sameJson } from './same-json.ts';
 import type {
   CheckInput,
   CheckRow,
@@ -137,22 +138,6 @@ const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 /** The key of an instance or check: sorts by node, then ID ({@link Registry.register} refuses NULs in names). */
 function pairKey(node: string, id: string): string {
   return `${fold(node)}\u0000${fold(id)}`;
-}
-
-/** Deep equality of JSON values; object key order does not matter (Go's `reflect.DeepEqual` on maps). */
-function sameJson(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a)) {
-    const bb = b as unknown[];
-    return a.length === bb.length && a.every((v, i) => sameJson(v, bb[i]));
-  }
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  const ra = a as Record<string, unknown>;
-  const rb = b as Record<string, unknown>;
-  return ka.every((k) => Object.hasOwn(rb, k) && sameJson(ra[k], rb[k]));
 }
 
 /** Whether `row` equals `old` except for the Raft indexes (which `row` does not carry yet). */

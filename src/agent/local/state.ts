@@ -30,6 +30,7 @@
  */
 
 import type { Logger } from 'pino';
+import { sameJson } from '../../catalog/same-json.ts';
 import type { CheckInput, CheckRow, HealthStatus, NodeInput, ServiceRow } from '../../catalog/types.ts';
 import type { CatalogBackend, CommandInput } from '../backend.ts';
 import {
@@ -607,7 +608,7 @@ export class LocalState extends EventTarget {
       if (this.#services.has(id)) continue;
       // Unknown here: a marker entry that the next round deregisters (and then forgets).
       this.#services.set(id, {
-        fields: serviceFieldsOf(row),
+        fields: localFieldsOf(row),
         source: 'api',
         inSync: false,
         deleted: true,
@@ -620,7 +621,7 @@ export class LocalState extends EventTarget {
       const row = remoteServices.get(id);
       const matches = e.deleted
         ? row === undefined
-        : row !== undefined && sameJson(e.fields, serviceFieldsOf(row));
+        : row !== undefined && sameJson(e.fields, localFieldsOf(row));
       if (matches === e.inSync) continue;
       e.inSync = matches;
       if (!matches) differences++;
@@ -631,7 +632,7 @@ export class LocalState extends EventTarget {
     for (const [id, row] of remoteChecks) {
       if (this.#checks.has(id)) continue;
       this.#checks.set(id, {
-        fields: checkFieldsOf(row),
+        fields: localFieldsOf(row),
         source: 'api',
         def: undefined,
         inSync: false,
@@ -648,8 +649,8 @@ export class LocalState extends EventTarget {
       if (e.deleted) matches = row === undefined;
       else if (row === undefined) matches = false;
       else if (e.deferTimer !== undefined)
-        matches = sameJson({ ...e.fields, Output: '' }, { ...checkFieldsOf(row), Output: '' });
-      else matches = sameJson(e.fields, checkFieldsOf(row));
+        matches = sameJson({ ...e.fields, Output: '' }, { ...localFieldsOf(row), Output: '' });
+      else matches = sameJson(e.fields, localFieldsOf(row));
       if (matches === e.inSync) continue;
       e.inSync = matches;
       if (!matches) differences++;
@@ -976,25 +977,10 @@ function checkInput(f: LocalCheckFields): CheckInput {
   return structuredClone(f);
 }
 
-/** JSON with object keys sorted: the catalog may hold a row's keys in another order. */
-function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v !== null && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => byString(a, b)))
-      : v,
-  );
-}
-
-const sameJson = (a: unknown, b: unknown): boolean => canonicalJson(a) === canonicalJson(b);
-
-/** A catalog service row as the agent holds services (same keys, same order). */
-function serviceFieldsOf(row: ServiceRow): LocalServiceFields {
-  const { Node: _node, CreateIndex: _c, ModifyIndex: _m, ...fields } = row;
-  return fields;
-}
-
-/** A catalog check row as the agent holds checks. */
-function checkFieldsOf(row: CheckRow): LocalCheckFields {
+/** A catalog row as the agent holds its entries: without the node and the Raft indexes. */
+function localFieldsOf<R extends { Node: string; CreateIndex: number; ModifyIndex: number }>(
+  row: R,
+): Omit<R, 'Node' | 'CreateIndex' | 'ModifyIndex'> {
   const { Node: _node, CreateIndex: _c, ModifyIndex: _m, ...fields } = row;
   return fields;
 }
