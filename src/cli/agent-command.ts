@@ -97,10 +97,12 @@ export async function runAgent(argv: string[]): Promise<number> {
       return 1;
     }
   }
+  let dnsAddresses: string[] = [];
   if (config.ports.dns >= 0) {
     try {
       const { startDnsServer } = await import('../api/dns/index.ts');
       const dns = await startDnsServer({ catalog: agent.catalog, config, logger });
+      dnsAddresses = dns.addresses;
       agent.onStop(() => dns.close());
     } catch (err) {
       console.error(`meshd agent: cannot listen for DNS: ${(err as Error).message}`);
@@ -116,7 +118,7 @@ export async function runAgent(argv: string[]): Promise<number> {
       server: config.server,
       dev: config.devMode,
       http: config.ports.http >= 0 ? config.clientAddrs.map((h) => `${h}:${config.ports.http}`) : [],
-      dns: config.ports.dns >= 0 ? config.clientAddrs.map((h) => `${h}:${config.ports.dns}`) : [],
+      dns: dnsAddresses,
     },
     'meshd agent running',
   );

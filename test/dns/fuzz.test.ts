@@ -11,6 +11,7 @@ import dnsPacket from 'dns-packet';
 import fc from 'fast-check';
 import { silentLogger } from '../../src/agent/logger.ts';
 import { type DnsStats, handlePacket, listenDns } from '../../src/api/dns/server.ts';
+import { waitFor } from '../support/agent-process.ts';
 import { MemoryCatalog } from '../support/memory-catalog.ts';
 import { query, readReply, register, responderFor } from './helpers.ts';
 
@@ -133,7 +134,9 @@ test('the UDP and TCP listeners survive garbage and keep answering on the same s
   const garbage = fc.sample(fc.uint8Array({ minLength: 0, maxLength: 300 }), { numRuns: 200, seed: 7 });
   for (const g of garbage) udp.send(Buffer.from(g), port, '127.0.0.1');
   udp.send(query('web.service.consul', 'A', { id: 777 }), port, '127.0.0.1');
-  const answer = await waitFor(() => replies.find((r) => r.length >= 12 && r.readUInt16BE(0) === 777));
+  const answer = await waitFor('the UDP reply', () =>
+    replies.find((r) => r.length >= 12 && r.readUInt16BE(0) === 777),
+  );
   t.deepEqual(
     readReply(answer).answers.map((a) => (a as { data: string }).data),
     ['10.0.0.1'],
@@ -156,7 +159,7 @@ test('the UDP and TCP listeners survive garbage and keep answering on the same s
       frame(query('n1.node.consul', 'A', { id: 2 })),
     ]),
   );
-  const frames = await waitFor(() => {
+  const frames = await waitFor('both TCP answers', () => {
     const out: Buffer[] = [];
     let rest = buf;
     while (rest.length >= 2 && rest.length >= 2 + rest.readUInt16BE(0)) {
@@ -167,16 +170,6 @@ test('the UDP and TCP listeners survive garbage and keep answering on the same s
   });
   t.deepEqual(frames.map((f) => f.readUInt16BE(0)).sort(), [1, 2]);
 });
-
-async function waitFor<T>(fn: () => T | undefined, timeoutMs = 5_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 test('an idle TCP connection is closed after idleMs', async (t) => {
   const { respond, cache } = setup();

@@ -21,6 +21,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { hostname as osHostname, networkInterfaces as osNetworkInterfaces } from 'node:os';
 import { extname, join } from 'node:path';
+import { parseRecursor } from '../../api/dns/recursor.ts';
 import { parseGoDuration } from '../../api/wire/duration.ts';
 import { ConfigError } from './errors.ts';
 import { type ConfigPath, parseAgentFlags } from './flags.ts';
@@ -445,8 +446,11 @@ function resolve(c: RawConfig, ctx: ResolveContext): ResolvedConfig {
 
   const recursors = c.recursors ?? [];
   for (const r of recursors) {
-    const host = isIP(r) !== 0 ? r : (/^\[?([^\]]*?)\]?:\d+$/.exec(r)?.[1] ?? '');
-    if (isIP(host) === 0) fail(`recursor "${r}" is not an IP address or IP:port`, 'recursors');
+    try {
+      parseRecursor(r);
+    } catch (err) {
+      fail((err as Error).message, 'recursors');
+    }
   }
 
   const level = (c.log_level ?? 'info').toLowerCase();

@@ -170,7 +170,7 @@ export function ipToHex(ip: string): string {
 }
 
 /** The 16 bytes of an IPv6 address (already validated by `net.isIP`). */
-export function ipv6Bytes(ip: string): Buffer {
+function ipv6Bytes(ip: string): Buffer {
   let text = ip;
   const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
   if (v4) {

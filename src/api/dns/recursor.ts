@@ -10,7 +10,7 @@ import { createSocket } from 'node:dgram';
 import { isIP, Socket } from 'node:net';
 
 /** Consul's `recursor_timeout` default. */
-export const RECURSOR_TIMEOUT_MS = 2_000;
+const RECURSOR_TIMEOUT_MS = 2_000;
 
 export interface RecursorAddr {
   host: string;
@@ -92,7 +92,7 @@ export function exchangeUdp(query: Buffer, r: RecursorAddr, timeoutMs: number): 
   });
 }
 
-export function exchangeTcp(query: Buffer, r: RecursorAddr, timeoutMs: number): Promise<Buffer> {
+function exchangeTcp(query: Buffer, r: RecursorAddr, timeoutMs: number): Promise<Buffer> {
   return exchange(r, timeoutMs, (finish) => {
     const sock = new Socket();
     let buf = Buffer.alloc(0);

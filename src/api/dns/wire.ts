@@ -58,9 +58,11 @@ const nameKey = (n: string): string => n.replace(/\.$/, '').toLowerCase();
 function bytesFor(p: Packet): (rr: Answer) => Buffer {
   const questions = p.questions ?? [];
   if (questions.length !== 1) return recordBytes;
-  const qname = nameKey(questions[0].name);
+  const asked = questions[0].name;
+  const qname = nameKey(asked);
   if (qname === '') return recordBytes; // the root: nothing to save
-  return (rr) => (nameKey(rr.name) === qname ? compressedBytes(rr) : recordBytes(rr));
+  // Answers are built from the asked name itself: the identity check spares most comparisons.
+  return (rr) => (rr.name === asked || nameKey(rr.name) === qname ? compressedBytes(rr) : recordBytes(rr));
 }
 
 const sections = (p: Packet): Answer[][] => [p.answers ?? [], p.authorities ?? [], p.additionals ?? []];
