@@ -133,9 +133,8 @@ async function sendOnce(a: Attempt, agent: http.Agent, signal: AbortSignal): Pro
 
 function errorOutput(method: string, url: string, err: unknown): string {
   const e = err as NodeJS.ErrnoException;
-  let reason = e.message;
-  if (e instanceof TimeoutError) reason = e.message;
-  else if (e.code === 'ECONNREFUSED' && e.syscall === 'connect') {
+  let reason = e.message; // a TimeoutError's message is already Go's wording
+  if (e.code === 'ECONNREFUSED' && e.syscall === 'connect') {
     const { address, port } = e as NodeJS.ErrnoException & { address?: string; port?: number };
     reason = `dial tcp ${address}:${port}: connect: connection refused`;
   } else if (e.code === 'ENOTFOUND') reason = `dial tcp: lookup ${e.message.split(' ').at(-1)}: no such host`;

@@ -96,10 +96,6 @@ export class Reaper {
     for (const id of [...this.#tracked.keys()]) if (!ids.has(id)) this.#tracked.delete(id);
   }
 
-  tracks(checkId: string): boolean {
-    return this.#tracked.has(checkId);
-  }
-
   stop(): void {
     this.#stopped = true;
     if (this.#timer !== undefined) this.#c.clock.clearTimeout(this.#timer);

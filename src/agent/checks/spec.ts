@@ -12,12 +12,12 @@ import { DEFAULT_OUTPUT_MAX_SIZE } from '../local/definitions.ts';
 import type { LocalCheckView } from '../local/state.ts';
 import type { Thresholds } from './status-handler.ts';
 
-export const MIN_INTERVAL_MS = 1_000;
+const MIN_INTERVAL_MS = 1_000;
 export const DEFAULT_TIMEOUT_MS = 10_000;
 export const DEFAULT_SCRIPT_TIMEOUT_MS = 30_000;
 
 /** Types with a runner; `ttl` is the local state's own and maintenance checks have none. */
-export const RUNNABLE_TYPES: ReadonlySet<string> = new Set([
+const RUNNABLE_TYPES: ReadonlySet<string> = new Set([
   'http',
   'tcp',
   'udp',
