@@ -9,7 +9,7 @@ import { LocalAgent } from '../../src/agent/local/local-agent.ts';
 import { silentLogger } from '../../src/agent/logger.ts';
 import { agentHttpRoutes } from '../../src/api/http/agent/routes.ts';
 import type { AgentApi } from '../../src/api/http/context.ts';
-import { createHttpApp } from '../../src/api/http/server.ts';
+import { createHttpHandler } from '../../src/api/http/server.ts';
 import { MemoryCatalog } from '../support/memory-catalog.ts';
 
 const NODE_ID = '0f0e0d0c-0b0a-0908-0706-050403020100';
@@ -83,8 +83,8 @@ async function start(
   local.start();
   h.local = local;
   const agent: AgentApi = { catalog, datacenter: 'dc1', nodeName: 'node1', nodeId: NODE_ID, local, gossip };
-  const app = createHttpApp({ agent, logger: silentLogger(), routers: agentHttpRoutes() });
-  const server: Server = createServer(app.callback());
+  const handler = createHttpHandler({ agent, logger: silentLogger(), routers: agentHttpRoutes() });
+  const server: Server = createServer(handler);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   h.base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   t.teardown(async () => {
@@ -610,6 +610,10 @@ test('metrics: Consul JSON and Prometheus text', async (t) => {
   const text = await r.text();
   t.regex(text, /^consul_agent_local_services 1$/m);
   t.regex(text, /^# TYPE consul_agent_local_checks gauge$/m);
+  // Requests on the direct (koa-free) path count like the others.
+  await get(h, '/v1/kv/no-such-key');
+  const after = await (await get(h, '/v1/agent/metrics?format=prometheus')).text();
+  t.regex(after, /^consul_api_http_requests\{method="GET",code="404"\} [1-9]/m);
 });
 
 test('leave answers 200, then asks the agent to stop', async (t) => {

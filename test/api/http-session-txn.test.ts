@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import { silentLogger } from '../../src/agent/logger.ts';
-import { createHttpApp } from '../../src/api/http/server.ts';
+import { createHttpHandler } from '../../src/api/http/server.ts';
 import { sessionRoutes } from '../../src/api/http/session/routes.ts';
 import { txnRoutes } from '../../src/api/http/txn/routes.ts';
 import type { SessionRow } from '../../src/catalog/types.ts';
@@ -30,12 +30,12 @@ test.before(async () => {
     ],
   });
   if (!reg2.result.ok) throw new Error(reg2.result.error);
-  const app = createHttpApp({
+  const handler = createHttpHandler({
     agent: { catalog, datacenter: 'dc1', nodeName: 'n1', nodeId: '6f0e4a8e-0000-4000-8000-000000000001' },
     logger: silentLogger(),
     routers: [sessionRoutes(), txnRoutes()],
   });
-  server = createServer(app.callback());
+  server = createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });

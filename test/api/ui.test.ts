@@ -2,7 +2,7 @@ import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import { silentLogger } from '../../src/agent/logger.ts';
-import { createHttpApp } from '../../src/api/http/server.ts';
+import { createHttpHandler } from '../../src/api/http/server.ts';
 import { UI_CSP } from '../../src/api/ui/serve.ts';
 import { MemoryCatalog } from '../support/memory-catalog.ts';
 
@@ -13,12 +13,12 @@ interface Reply {
 }
 
 async function serve(t: import('ava').ExecutionContext, ui: boolean): Promise<number> {
-  const app = createHttpApp({
+  const handler = createHttpHandler({
     agent: { catalog: new MemoryCatalog(), datacenter: 'dc1', nodeName: 'n1', nodeId: 'id' },
     logger: silentLogger(),
     ui,
   });
-  const server = createServer(app.callback());
+  const server = createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(
     () =>

@@ -11,7 +11,7 @@ import { silentLogger } from '../../src/agent/logger.ts';
 import type { MemberSource } from '../../src/agent/server/reconcile.ts';
 import { CatalogServer } from '../../src/agent/server/server.ts';
 import { agentHttpRoutes } from '../../src/api/http/agent/routes.ts';
-import { createHttpApp } from '../../src/api/http/server.ts';
+import { createHttpHandler } from '../../src/api/http/server.ts';
 
 export interface ApiServer {
   url: string;
@@ -44,7 +44,7 @@ export async function startApiServer(
     if (Date.now() > deadline) throw new Error('in-process server did not become leader');
     await new Promise((r) => setTimeout(r, 10));
   }
-  const app = createHttpApp({
+  const handler = createHttpHandler({
     agent: {
       catalog: server,
       datacenter: 'dc1',
@@ -54,7 +54,7 @@ export async function startApiServer(
     logger,
     routers: opts.routers ?? agentHttpRoutes(),
   });
-  const http = createServer(app.callback());
+  const http = createServer(handler);
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   const { port } = http.address() as AddressInfo;
   return {

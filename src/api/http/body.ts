@@ -3,15 +3,21 @@
  * refused without being buffered), then parsed as JSON whatever the Content-Type, as Consul does.
  */
 
-import type { Context } from 'koa';
+import type { IncomingMessage } from 'node:http';
 import type { z } from 'zod';
 import { BodyTooLargeError, parseJsonBody } from '../wire/json-body.ts';
+import type { HeaderSink } from './read.ts';
 
 /** Consul's default limit on JSON request bodies other than KV values. */
 export const MAX_JSON_BODY_BYTES = 1024 * 1024;
 
-export async function readRawBody(ctx: Context, maxBytes: number): Promise<Buffer> {
-  const declared = Number(ctx.get('content-length') || 0);
+/** A request whose body can be read: koa's context, or a direct-path exchange. */
+export interface BodySource extends HeaderSink {
+  readonly req: IncomingMessage;
+}
+
+export async function readRawBody(ctx: BodySource, maxBytes: number): Promise<Buffer> {
+  const declared = Number(ctx.req.headers['content-length'] || 0);
   if (declared > maxBytes) {
     // Drain nothing: closing after answering is cheaper than reading what we refuse.
     ctx.set('Connection', 'close');
@@ -32,7 +38,7 @@ export async function readRawBody(ctx: Context, maxBytes: number): Promise<Buffe
 
 /** Reads, parses and validates a JSON body; `undefined` (no body) is passed to the schema as is. */
 export async function jsonBody<S extends z.ZodType>(
-  ctx: Context,
+  ctx: BodySource,
   schema: S,
   maxBytes = MAX_JSON_BODY_BYTES,
 ): Promise<z.infer<S>> {

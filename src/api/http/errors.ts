@@ -34,7 +34,8 @@ export function describeZodError(err: z.ZodError, prefix = 'Request decode faile
   return `${prefix}: ${path ? `${path}: ` : ''}${issue.message}`;
 }
 
-function classify(err: unknown): { status: number; message: string } | undefined {
+/** An error a handler threw, as the status and one-line message the client gets; undefined for a bug. */
+export function classify(err: unknown): { status: number; message: string } | undefined {
   if (err instanceof HttpError) return { status: err.status, message: err.message };
   if (err instanceof BodyTooLargeError) return { status: 413, message: err.message };
   if (err instanceof BadJsonError) return { status: 400, message: `Request decode failed: ${err.message}` };

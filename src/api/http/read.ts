@@ -5,7 +5,8 @@
  * `X-Consul-Effective-Consistency` out.
  */
 
-import type { Context } from 'koa';
+import type { ServerResponse } from 'node:http';
+import type { ParsedUrlQuery } from 'node:querystring';
 import type { Consistency, ReadOptions, ReadReply } from '../../agent/backend.ts';
 import type { QueryArgs, QueryName, QueryResult } from '../../catalog/queries.ts';
 import { type CompiledFilter, compileFilter, type FieldSpec } from '../filter/index.ts';
@@ -13,31 +14,46 @@ import { parseGoDuration } from '../wire/duration.ts';
 import type { ApiContext } from './context.ts';
 import { badRequest } from './errors.ts';
 
+/**
+ * What these helpers need from a request: koa's context has it, and so has the koa-free read path
+ * (direct.ts).
+ */
+export interface QueryView {
+  readonly query: ParsedUrlQuery;
+}
+export interface RequestView extends QueryView {
+  readonly res: ServerResponse;
+}
+/** Where response headers go. */
+export interface HeaderSink {
+  set(name: string, value: string): void;
+}
+
 /** Consul's defaults: a blocking query waits 5 minutes unless told, and never more than 10. */
 export const DEFAULT_WAIT_MS = 5 * 60_000;
 export const MAX_WAIT_MS = 10 * 60_000;
 
 /** One query parameter as a string ('' for a bare flag like `?recurse`), or undefined. */
-export function param(ctx: Context, name: string): string | undefined {
+export function param(ctx: QueryView, name: string): string | undefined {
   const v = ctx.query[name];
   if (v === undefined) return undefined;
   return Array.isArray(v) ? (v[0] ?? '') : v;
 }
 
 /** Every value of a repeatable parameter (`?tag=a&tag=b`). */
-export function params(ctx: Context, name: string): string[] {
+export function params(ctx: QueryView, name: string): string[] {
   const v = ctx.query[name];
   if (v === undefined) return [];
   return Array.isArray(v) ? v : [v];
 }
 
-export function flag(ctx: Context, name: string): boolean {
+export function flag(ctx: QueryView, name: string): boolean {
   const v = param(ctx, name);
   return v !== undefined && v !== 'false' && v !== '0';
 }
 
 /** A non-negative integer parameter; a malformed one is a 400 naming it. */
-export function uintParam(ctx: Context, name: string, what = `?${name}`): number | undefined {
+export function uintParam(ctx: QueryView, name: string, what = `?${name}`): number | undefined {
   const v = param(ctx, name);
   if (v === undefined || v === '') return undefined;
   if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v)))
@@ -46,7 +62,7 @@ export function uintParam(ctx: Context, name: string, what = `?${name}`): number
 }
 
 /** `?node-meta=key:value` pairs (repeatable), as Consul parses them. */
-export function nodeMetaParam(ctx: Context): Record<string, string> | undefined {
+export function nodeMetaParam(ctx: QueryView): Record<string, string> | undefined {
   const pairs = params(ctx, 'node-meta');
   if (pairs.length === 0) return undefined;
   const out: Record<string, string> = {};
@@ -59,7 +75,7 @@ export function nodeMetaParam(ctx: Context): Record<string, string> | undefined 
 }
 
 /** Checks `?dc`: meshd serves one datacenter (WAN federation is not there yet). */
-export function checkDatacenter(ctx: Context, datacenter: string): void {
+export function checkDatacenter(ctx: QueryView, datacenter: string): void {
   const dc = param(ctx, 'dc');
   if (dc !== undefined && dc !== '' && dc !== datacenter) throw badRequest(`No path to datacenter "${dc}"`);
 }
@@ -68,7 +84,7 @@ export function checkDatacenter(ctx: Context, datacenter: string): void {
  * The read parameters of a request. A blocking read (`?index=` > 0) also gets a signal that fires
  * when the client goes away, so a parked query stops; other reads skip that cost.
  */
-export function readOptions(ctx: Context): ReadOptions {
+export function readOptions(ctx: RequestView): ReadOptions {
   const stale = param(ctx, 'stale') !== undefined;
   const consistent = param(ctx, 'consistent') !== undefined;
   if (stale && consistent) throw badRequest('Cannot specify ?stale with ?consistent, conflicting semantics.');
@@ -104,7 +120,7 @@ export function readOptions(ctx: Context): ReadOptions {
 }
 
 /** An AbortSignal that fires when the HTTP client goes away (so a parked query stops). */
-export function clientGone(ctx: Context): AbortSignal {
+export function clientGone(ctx: RequestView): AbortSignal {
   const ac = new AbortController();
   const onClose = (): void => {
     if (!ctx.res.writableEnded) ac.abort(new DOMException('client went away', 'AbortError'));
@@ -114,7 +130,7 @@ export function clientGone(ctx: Context): AbortSignal {
 }
 
 export function setReadHeaders(
-  ctx: Context,
+  ctx: HeaderSink,
   reply: Pick<ReadReply<unknown>, 'index' | 'knownLeader' | 'lastContactMs'>,
   consistency: Consistency,
 ): void {
@@ -128,7 +144,7 @@ export function setReadHeaders(
  * `?filter=` compiled against the endpoint's fields: call it before the read, so a bad expression
  * is a 400 at once rather than after a blocking query's wait.
  */
-export function filterParam(ctx: Context, fields: FieldSpec): CompiledFilter | undefined {
+export function filterParam(ctx: QueryView, fields: FieldSpec): CompiledFilter | undefined {
   const expression = param(ctx, 'filter');
   if (expression === undefined || expression === '') return undefined;
   return compileFilter(expression, { fields });

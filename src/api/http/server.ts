@@ -1,6 +1,7 @@
 /**
- * The HTTP API server: one koa app, a router per endpoint group, one error table, bound on every
- * `client_addr` address at the HTTP port.
+ * The HTTP API server: the direct (koa-free) read path for the hottest reads, then one koa app
+ * with a router per endpoint group; one error table; bound on every `client_addr` address at the
+ * HTTP port.
  */
 
 import { createServer, type Server } from 'node:http';
@@ -10,8 +11,9 @@ import Koa from 'koa';
 import type { Logger } from 'pino';
 import { serveUi } from '../ui/serve.ts';
 import type { AgentApi, ApiState } from './context.ts';
+import { directListener, type RequestListener } from './direct.ts';
 import { errorResponder } from './errors.ts';
-import { kvRoutes } from './kv/routes.ts';
+import { kvRoute } from './kv/routes.ts';
 
 export interface HttpApiOptions {
   agent: AgentApi;
@@ -22,8 +24,13 @@ export interface HttpApiOptions {
   ui?: boolean;
 }
 
-/** Builds the koa app (no socket): tests may drive it through `app.callback()`. */
-export function createHttpApp(opts: HttpApiOptions): Koa<ApiState> {
+/** The request listener of the API (no socket): tests may serve it on their own server. */
+export function createHttpHandler(opts: HttpApiOptions): RequestListener {
+  const app = createKoaApp(opts);
+  return directListener([kvRoute], opts.agent, opts.logger.child({ component: 'http' }), app.callback());
+}
+
+function createKoaApp(opts: HttpApiOptions): Koa<ApiState> {
   const app = new Koa<ApiState>();
   app.proxy = false;
   const log = opts.logger.child({ component: 'http' });
@@ -36,7 +43,7 @@ export function createHttpApp(opts: HttpApiOptions): Koa<ApiState> {
     await next();
   });
   if (opts.ui) app.use(serveUi());
-  const routers = [kvRoutes(), ...(opts.routers ?? [])];
+  const routers = opts.routers ?? [];
   for (const r of routers) {
     app.use(r.routes());
     app.use(r.allowedMethods());
@@ -62,8 +69,7 @@ export interface HttpApi {
 export async function startHttpApi(
   opts: HttpApiOptions & { hosts: string[]; port: number },
 ): Promise<HttpApi> {
-  const app = createHttpApp(opts);
-  const handler = app.callback();
+  const handler = createHttpHandler(opts);
   const servers: Server[] = [];
   const addresses: string[] = [];
   try {
