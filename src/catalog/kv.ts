@@ -221,8 +221,8 @@ interface TxnJournal {
   tableIndex: number;
   /** key → [entry before the txn, tombstone index before the txn]. */
   undo: Map<string, [KvEntry | undefined, number | undefined]>;
-  /** Watches to fire on commit (none fire before: a rolled-back txn wakes nobody). */
-  watches: Set<string>;
+  /** Keys whose watches fire on commit (none fire before: a rolled-back txn wakes nobody). */
+  keys: Set<string>;
   index: number;
 }
 
@@ -338,7 +338,7 @@ export class KvTable {
     this.#entries.delete(key);
     this.#unindexSession(existing);
     this.#tombstones.set(key, index);
-    this.#changed(index, kvChangeWatches(key));
+    this.#changed(index, [key]);
     return true;
   }
 
@@ -362,13 +362,14 @@ export class KvTable {
     if (removed.length === 0) return true;
     for (const entry of removed) this.#journal(entry.Key);
     this.#entries.deletePrefixed(prefix);
-    const watches = new Set<string>();
     for (const entry of removed) {
       this.#unindexSession(entry);
       this.#tombstones.set(entry.Key, index);
-      kvChangeWatches(entry.Key, watches);
     }
-    this.#changed(index, watches);
+    this.#changed(
+      index,
+      removed.map((e) => e.Key),
+    );
     return true;
   }
 
@@ -501,7 +502,7 @@ export class KvTable {
     this.#entries.set(key, entry);
     this.#indexSession(entry);
     this.#tombstones.delete(key);
-    this.#changed(index, kvChangeWatches(key));
+    this.#changed(index, [key]);
   }
 
   #indexSession(entry: KvEntry): void {
@@ -528,13 +529,29 @@ export class KvTable {
     txn.undo.set(key, [this.#entries.get(key), this.#tombstones.get(key)]);
   }
 
-  #changed(index: number, watches: Set<string>): void {
+  #changed(index: number, keys: readonly string[]): void {
     this.#tableIndex = index;
     if (this.#txn) {
-      for (const w of watches) this.#txn.watches.add(w);
+      for (const k of keys) this.#txn.keys.add(k);
       return;
     }
-    this.#registry?.notify(watches, index);
+    this.#notify(index, keys);
+  }
+
+  /**
+   * Tells the registry what changed. The watch keys of a KV key are one string per prefix of it,
+   * so they are built only when some query is parked; otherwise the registry just learns the index.
+   */
+  #notify(index: number, keys: Iterable<string>): void {
+    const registry = this.#registry;
+    if (!registry) return;
+    if (registry.waiterCount === 0) {
+      registry.notify([], index);
+      return;
+    }
+    const watches = new Set<string>();
+    for (const k of keys) kvChangeWatches(k, watches);
+    registry.notify(watches, index);
   }
 
   // ---- transactions ----
@@ -547,14 +564,14 @@ export class KvTable {
   beginTxn(index: number): void {
     if (this.#txn) throw new Error('KV transaction already open');
     this.#checkIndex(index);
-    this.#txn = { tableIndex: this.#tableIndex, undo: new Map(), watches: new Set(), index };
+    this.#txn = { tableIndex: this.#tableIndex, undo: new Map(), keys: new Set(), index };
   }
 
   commitTxn(): void {
     const txn = this.#txn;
     if (!txn) throw new Error('no KV transaction open');
     this.#txn = undefined;
-    if (txn.watches.size > 0) this.#registry?.notify(txn.watches, txn.index);
+    if (txn.keys.size > 0) this.#notify(txn.index, txn.keys);
   }
 
   rollbackTxn(): void {

@@ -8,19 +8,14 @@
  * {@link WatchRegistry.waitForChange}. No timers, no polling: a parked waiter is a pending promise
  * in a per-key set and costs no CPU until a notify or its abort signal settles it.
  *
- * Memory: waiters live only while parked (removed on wake or abort). The registry also remembers the
- * last change index of the {@link WatchRegistryInit.recentKeys} most recently changed keys, so that
- * a wait that starts late ("has `k` changed after 40?") can answer at once; for older keys it answers
- * conservatively (an extra wake-up, never a missed one). Nothing queues per event.
+ * Memory: waiters live only while parked (removed on wake or abort); nothing queues per event and
+ * nothing is kept per changed key. The registry knows only the last index anything changed at, so
+ * a wait that starts late ("has `k` changed after 40?" when the last change is at 50) resolves at
+ * once: an extra wake-up, never a missed one. {@link blockingQuery} never waits late (it waits after
+ * the index as of its run), which is why no per-key history is worth its cost on every write.
  */
 
 export interface WatchRegistryInit {
-  /**
-   * How many recently changed keys keep their exact change index. Older ones are summarised by one
-   * "forgotten below" index: a wait on them after an index below it wakes at once.
-   * @default 8192
-   */
-  recentKeys?: number;
   /**
    * Upper bound on parked waiters; {@link WatchRegistry.waitForChange} throws
    * {@link TooManyWaitersError} beyond it (a bounded queue, per STYLE.md).
@@ -46,20 +41,7 @@ interface Waiter {
 
 export class WatchRegistry {
   readonly #waiters = new Map<string, Set<Waiter>>();
-  /** key → index of its last change, for the remembered keys. */
-  readonly #recent = new Map<string, number>();
-  /**
-   * Changes in the order they came, from `#head` on: which key to forget next. An entry whose index
-   * is no longer the key's last change is stale and skipped. (Finding the oldest entry of the Map
-   * itself, by deleting it and asking for the first again, makes V8 walk every deleted slot at the
-   * front of its table each time: ~15 µs per write once 8,192 keys are remembered.)
-   */
-  #order: [string, number][] = [];
-  #head = 0;
-  readonly #recentCap: number;
   readonly #maxWaiters: number;
-  /** The highest change index of any key evicted from #recent. */
-  #forgottenBelow = 0;
   #lastIndex = 0;
   #waiterCount = 0;
   #resets = 0;
@@ -70,7 +52,6 @@ export class WatchRegistry {
   }
 
   constructor(init: WatchRegistryInit = {}) {
-    this.#recentCap = Math.max(0, init.recentKeys ?? 8192);
     this.#maxWaiters = init.maxWaiters ?? 65_536;
   }
 
@@ -92,9 +73,9 @@ export class WatchRegistry {
   /** Records that `keys` changed at `index` and wakes every waiter parked on any of them. */
   notify(keys: Iterable<string>, index: number): void {
     if (index > this.#lastIndex) this.#lastIndex = index;
+    if (this.#waiterCount === 0) return;
     const woken = new Set<Waiter>();
     for (const key of keys) {
-      this.#remember(key, index);
       const set = this.#waiters.get(key);
       if (set) for (const w of set) woken.add(w);
     }
@@ -108,23 +89,14 @@ export class WatchRegistry {
   wakeAll(index: number): void {
     this.#resets++;
     if (index > this.#lastIndex) this.#lastIndex = index;
-    if (index > this.#forgottenBelow) this.#forgottenBelow = index;
-    this.#recent.clear();
-    this.#order = [];
-    this.#head = 0;
     const woken = new Set<Waiter>();
     for (const set of this.#waiters.values()) for (const w of set) woken.add(w);
     for (const w of woken) w.wake();
   }
 
-  /** The last change index known for `key`: exact if recent, else an upper bound (0 if never). */
-  changedAt(key: string): number {
-    return this.#recent.get(key) ?? this.#forgottenBelow;
-  }
-
   /**
-   * Resolves once any of `keys` changes at an index > `afterIndex`, at once if that already
-   * happened (or may have: see {@link WatchRegistryInit.recentKeys}).
+   * Resolves once any of `keys` changes at an index > `afterIndex`; at once if anything changed
+   * after `afterIndex` already (the registry keeps no per-key history: see the module comment).
    *
    * On abort it **rejects** with `signal.reason`, like Node's own abortable APIs
    * (`events.once`, `timers/promises`): the caller asked to stop, so there is no result to give.
@@ -132,7 +104,7 @@ export class WatchRegistry {
    */
   waitForChange(keys: readonly string[], afterIndex: number, signal: AbortSignal): Promise<void> {
     if (signal.aborted) return Promise.reject(signal.reason);
-    for (const key of keys) if (this.changedAt(key) > afterIndex) return Promise.resolve();
+    if (afterIndex < this.#lastIndex) return Promise.resolve();
     if (this.#waiterCount >= this.#maxWaiters)
       return Promise.reject(new TooManyWaitersError(this.#maxWaiters));
 
@@ -175,30 +147,6 @@ export class WatchRegistry {
     }
     signal.addEventListener('abort', onAbort, { once: true });
     return promise;
-  }
-
-  #remember(key: string, index: number): void {
-    if (this.#recentCap === 0) {
-      if (index > this.#forgottenBelow) this.#forgottenBelow = index;
-      return;
-    }
-    this.#recent.set(key, index);
-    this.#order.push([key, index]);
-    while (this.#recent.size > this.#recentCap) {
-      const [oldKey, oldIndex] = this.#order[this.#head++];
-      if (this.#recent.get(oldKey) !== oldIndex) continue; // changed again since: not the oldest
-      this.#recent.delete(oldKey);
-      if (oldIndex > this.#forgottenBelow) this.#forgottenBelow = oldIndex;
-    }
-    // Stale entries (keys changed again) pile up when a few keys change often: drop them once they
-    // outnumber the live ones, which keeps the queue within ~3x the cap at O(1) amortized cost.
-    if (this.#order.length - this.#head > 3 * this.#recentCap + 64) {
-      this.#order = this.#order.slice(this.#head).filter(([k, i]) => this.#recent.get(k) === i);
-      this.#head = 0;
-    } else if (this.#head > 4096 && this.#head * 2 > this.#order.length) {
-      this.#order = this.#order.slice(this.#head);
-      this.#head = 0;
-    }
   }
 }
 

@@ -10,6 +10,7 @@ import {
   SortedKeys,
 } from '../../src/catalog/kv.ts';
 import { WatchRegistry } from '../../src/catalog/watch.ts';
+import { RecordingRegistry } from '../support/recording-watches.ts';
 
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
 const text = (b: Uint8Array | undefined): string | undefined => (b ? new TextDecoder().decode(b) : undefined);
@@ -187,7 +188,10 @@ test('commands at an index below the table index throw', (t) => {
 });
 
 test('each command notifies the watch keys of what it changed', (t) => {
-  const reg = new WatchRegistry();
+  const reg = new RecordingRegistry();
+  // Watch keys are only built while some query is parked.
+  const parked = new AbortController();
+  reg.waitForChange(['elsewhere'], 0, parked.signal).catch(() => {});
   const kv = new KvTable(reg);
   kv.set(1, 'a/b', bytes('1'), 0);
   t.is(reg.changedAt(kvKeyWatch('a/b')), 1);
@@ -202,6 +206,41 @@ test('each command notifies the watch keys of what it changed', (t) => {
   t.is(reg.changedAt(kvPrefixWatch('a/')), 3);
   kv.delete(4, 'a/b');
   t.is(reg.changedAt(kvKeyWatch('a/b')), 4);
+  kv.set(5, 'x/1', bytes('1'), 0);
+  kv.set(5, 'x/2', bytes('1'), 0);
+  kv.deleteTree(6, 'x/');
+  t.is(reg.changedAt(kvKeyWatch('x/1')), 6);
+  t.is(reg.changedAt(kvKeyWatch('x/2')), 6);
+  t.is(reg.changedAt(kvPrefixWatch('x/')), 6);
+  parked.abort();
+});
+
+test('with nobody parked a change only moves the index (no watch keys built)', (t) => {
+  const reg = new RecordingRegistry();
+  const kv = new KvTable(reg);
+  kv.set(1, 'a/b', bytes('1'), 0);
+  kv.delete(2, 'a/b');
+  t.is(reg.fired.size, 0);
+  t.is(reg.lastIndex, 2);
+});
+
+test('a transaction fires its keys once, on commit, and a rollback fires nothing', (t) => {
+  const reg = new RecordingRegistry();
+  const parked = new AbortController();
+  reg.waitForChange(['elsewhere'], 0, parked.signal).catch(() => {});
+  const kv = new KvTable(reg);
+  kv.beginTxn(1);
+  kv.set(1, 't/a', bytes('1'), 0);
+  kv.set(1, 't/b', bytes('1'), 0);
+  t.is(reg.fired.size, 0, 'nothing before commit');
+  kv.commitTxn();
+  t.is(reg.changedAt(kvKeyWatch('t/a')), 1);
+  t.is(reg.changedAt(kvKeyWatch('t/b')), 1);
+  kv.beginTxn(2);
+  kv.set(2, 't/c', bytes('1'), 0);
+  kv.rollbackTxn();
+  t.is(reg.changedAt(kvKeyWatch('t/c')), 0);
+  parked.abort();
 });
 
 // ---- property: the table behaves like a Map-based model ----

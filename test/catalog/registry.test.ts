@@ -22,6 +22,7 @@ import type {
   ServiceInput,
 } from '../../src/catalog/types.ts';
 import { type QueryRun, WatchRegistry } from '../../src/catalog/watch.ts';
+import { RecordingRegistry } from '../support/recording-watches.ts';
 
 const UUID_A = '0a1b2c3d-0000-4000-8000-00000000000a';
 const UUID_B = '0a1b2c3d-0000-4000-8000-00000000000b';
@@ -1033,7 +1034,7 @@ test('property: a query whose result changes moves its index forward and wakes o
   t.notThrows(() =>
     fc.assert(
       fc.property(fc.array(cmdArb, { maxLength: 40 }), (cmds) => {
-        const watches = new WatchRegistry();
+        const watches = new RecordingRegistry();
         const r = new Registry(watches);
         let prev = allQueries(r);
         for (const [i, cmd] of cmds.entries()) {
