@@ -1,6 +1,6 @@
 /**
  * bench:dns — meshd's DNS interface against dnsmasq, same machine, same run:
- * `node bench/dns/run.ts [--seconds 10] [--no-record]`.
+ * `node bench/dns/run.ts [--seconds 10] [--rate 10000] [--no-record]`.
  *
  * meshd: a `meshd agent -dev` on 127.0.0.31 with 10 passing instances of `web` (one per node,
  * registered through the catalog API). dnsmasq (Debian's, installed with apt-get when missing) on
@@ -11,7 +11,9 @@
  * 3-record answer to plain 512-byte UDP), after a 2 s warm-up; dnsperf's defaults otherwise
  * (1 client, 100 queries outstanding). Queries/s and mean latency come from a run without -v; p99
  * from a second run with -v (per-query latencies), whose line-per-query output costs the bench
- * process CPU that would otherwise go to the server under test on a small machine.
+ * process CPU that would otherwise go to the server under test on a small machine. A third run
+ * offers a fixed `--rate` queries/s and divides the server's CPU time by the answers: the cost of
+ * a query, which swings far less from run to run than throughput on a small VM.
  */
 
 import { spawn } from 'node:child_process';
@@ -27,6 +29,7 @@ import {
   appendResults,
   aptInstall,
   cleanup,
+  cpuSeconds,
   installCleanup,
   machineLine,
   markdownTable,
@@ -40,16 +43,21 @@ import {
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '10' },
+    /** The fixed offered load of the CPU-per-query run. */
+    rate: { type: 'string', default: '10000' },
     'no-record': { type: 'boolean', default: false },
   },
 });
 const SECONDS = Number(values.seconds);
+const RATE = Number(values.rate);
 const MESHD_HOST = '127.0.0.31';
 const DNSMASQ_HOST = '127.0.0.32';
 const INSTANCES = 10;
 const NAME = 'web.service.consul';
 
 interface PerfResult {
+  /** Server CPU (user + system) per answered query at the fixed `--rate`, in µs. */
+  cpuUsPerQuery?: number;
   qps: number;
   meanMs: number;
   p99Ms: number;
@@ -79,6 +87,7 @@ function dnsperf(
   file: string,
   seconds: number,
   verbose: boolean,
+  rate?: number,
 ): Promise<PerfResult> {
   const args = [
     '-s',
@@ -91,6 +100,7 @@ function dnsperf(
     String(seconds),
     '-e',
     ...(verbose ? ['-v'] : []),
+    ...(rate === undefined ? [] : ['-Q', String(rate)]),
   ];
   const child = spawn('/usr/bin/dnsperf', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   trackChild(child);
@@ -178,7 +188,7 @@ async function startMeshd(): Promise<{ port: number; pid: number }> {
   return { port, pid: a.child.pid as number };
 }
 
-async function startDnsmasq(): Promise<{ port: number }> {
+async function startDnsmasq(): Promise<{ port: number; pid: number }> {
   const [port] = await freePorts(1, DNSMASQ_HOST);
   const records = instances.flatMap((i) => [
     `--host-record=${NAME},${i.address}`,
@@ -204,10 +214,11 @@ async function startDnsmasq(): Promise<{ port: number }> {
     if (child.exitCode !== null) throw new Error(`dnsmasq exited ${child.exitCode}`);
     return (await answerCount(DNSMASQ_HOST, port, 'SRV')) === INSTANCES;
   });
-  return { port };
+  return { port, pid: child.pid as number };
 }
 
 const f0 = (n: number) => n.toFixed(0);
+const f1 = (n: number) => n.toFixed(1);
 const f2 = (n: number) => n.toFixed(2);
 const f3 = (n: number) => n.toFixed(3);
 
@@ -228,16 +239,21 @@ async function main(): Promise<void> {
   );
 
   const results: Record<'meshd' | 'dnsmasq', PerfResult> = {} as never;
-  for (const [sys, host, port] of [
-    ['meshd', MESHD_HOST, meshd.port],
-    ['dnsmasq', DNSMASQ_HOST, dnsmasq.port],
+  for (const [sys, host, port, pid] of [
+    ['meshd', MESHD_HOST, meshd.port, meshd.pid],
+    ['dnsmasq', DNSMASQ_HOST, dnsmasq.port, dnsmasq.pid],
   ] as const) {
     await dnsperf(host, port, file, 2, false); // warm-up: JIT, caches
     // Throughput without -v: reading a line per query here costs CPU that the server under test
     // would otherwise have on this 2-core machine. Then a run with -v for the latency percentile.
     const throughput = await dnsperf(host, port, file, SECONDS, false);
     const latency = await dnsperf(host, port, file, SECONDS, true);
-    results[sys] = { ...throughput, p99Ms: latency.p99Ms, nonNoError: latency.nonNoError };
+    // Throughput on a 2-vCPU VM swings run to run (a busy server makes dnsperf sleep, and every
+    // wake-up costs both); CPU per query at a fixed load the server keeps up with is steadier.
+    const cpu0 = cpuSeconds(pid);
+    const fixed = await dnsperf(host, port, file, SECONDS, false, RATE);
+    const cpuUsPerQuery = ((cpuSeconds(pid) - cpu0) * 1e6) / fixed.completed;
+    results[sys] = { ...throughput, p99Ms: latency.p99Ms, nonNoError: latency.nonNoError, cpuUsPerQuery };
     console.log(`${sys}: ${JSON.stringify(results[sys])} (with -v: ${Math.round(latency.qps)} queries/s)`);
   }
   await cleanup();
@@ -251,13 +267,22 @@ async function main(): Promise<void> {
     f3(r.p99Ms),
     String(r.lost),
     String(r.nonNoError),
+    f1(r.cpuUsPerQuery ?? Number.NaN),
   ];
   const table = markdownTable(
-    ['server', 'queries/s', 'mean ms', 'p99 ms', 'lost', 'not NOERROR'],
+    ['server', 'queries/s', 'mean ms', 'p99 ms', 'lost', 'not NOERROR', `CPU µs/query at ${RATE}/s`],
     [
       row('meshd', m),
       row('dnsmasq', d),
-      ['meshd / dnsmasq', f2(m.qps / d.qps), f2(m.meanMs / d.meanMs), f2(m.p99Ms / d.p99Ms), '', ''],
+      [
+        'meshd / dnsmasq',
+        f2(m.qps / d.qps),
+        f2(m.meanMs / d.meanMs),
+        f2(m.p99Ms / d.p99Ms),
+        '',
+        '',
+        f2((m.cpuUsPerQuery ?? Number.NaN) / (d.cpuUsPerQuery ?? Number.NaN)),
+      ],
     ],
     1,
   );
@@ -271,7 +296,8 @@ async function main(): Promise<void> {
           `${machineLine()}. dnsperf ${SECONDS} s per server (after 2 s of warm-up), \`${NAME}\` A and SRV ` +
             `alternately with EDNS0, 1 client, 100 queries outstanding: meshd agent -dev (answers from its ` +
             `agent cache, ${INSTANCES} passing instances) vs dnsmasq serving the same records. Queries/s ` +
-            `and mean from a run without -v, p99 from a second run with -v (per-query latencies).`,
+            `and mean from a run without -v, p99 from a second run with -v (per-query latencies); CPU per ` +
+            `query (user + system of the server process) from a third run at a fixed ${RATE} queries/s.`,
         ),
         '',
         table,

@@ -65,7 +65,9 @@ test('entries unused for idleMs are dropped and their blocking query aborted', a
 
 test('the cache is bounded: the least recently used entry goes first', async (t) => {
   const cat = new CountingCatalog();
-  const cache = new CatalogCache(cat, silentLogger(), { maxEntries: 2 });
+  // Use is recorded to the second: each read here comes a second after the one before.
+  let clock = 0;
+  const cache = new CatalogCache(cat, silentLogger(), { maxEntries: 2, now: () => (clock += 1_000) });
   t.teardown(() => cache.close());
   await cache.get('health.service', { service: 'a' });
   await cache.get('health.service', { service: 'b' });
@@ -77,6 +79,22 @@ test('the cache is bounded: the least recently used entry goes first', async (t)
   t.is(cat.reads.length, before, 'a stayed cached');
   await cache.get('health.service', { service: 'b' });
   t.true(cat.reads.length > before, 'b was evicted and fetched again');
+});
+
+test('within a second a read does not reorder the eviction queue', async (t) => {
+  const cat = new CountingCatalog();
+  const clock = 5_000;
+  const cache = new CatalogCache(cat, silentLogger(), { maxEntries: 2, now: () => clock });
+  t.teardown(() => cache.close());
+  await cache.get('health.service', { service: 'a' });
+  await cache.get('health.service', { service: 'b' });
+  await cache.get('health.service', { service: 'a' }); // same second: a stays the oldest
+  await cache.get('health.service', { service: 'c' });
+  const before = cat.reads.length;
+  await cache.get('health.service', { service: 'b' });
+  t.is(cat.reads.length, before, 'b stayed cached');
+  await cache.get('health.service', { service: 'a' });
+  t.true(cat.reads.length > before, 'a went first');
 });
 
 test('a failed first fetch rejects and the next question tries again', async (t) => {

@@ -23,7 +23,12 @@ export interface CatalogCacheInit {
   waitMs?: number;
   /** First retry delay after a failed refresh, doubled up to a minute. @default 250 */
   retryMs?: number;
+  /** The clock entries' last use is read from. @default Date.now */
+  now?: () => number;
 }
+
+/** How stale an entry's place in the eviction order may get: eviction is least recently used, to the second. */
+const LRU_TOUCH_MS = 1_000;
 
 interface Entry {
   key: string;
@@ -46,6 +51,7 @@ export class CatalogCache {
   readonly #maxEntries: number;
   readonly #waitMs: number;
   readonly #retryMs: number;
+  readonly #now: () => number;
   /** In least-recently-used-first order: a read moves its entry to the end. */
   readonly #entries = new Map<string, Entry>();
   readonly #sweep: NodeJS.Timeout;
@@ -62,6 +68,7 @@ export class CatalogCache {
     this.#maxEntries = init.maxEntries ?? 1_000;
     this.#waitMs = init.waitMs ?? 300_000;
     this.#retryMs = init.retryMs ?? 250;
+    this.#now = init.now ?? Date.now;
     this.#sweep = setInterval(() => this.#dropIdle(), Math.max(1_000, this.#idleMs / 2));
     this.#sweep.unref();
   }
@@ -70,18 +77,27 @@ export class CatalogCache {
     return this.#entries.size;
   }
 
-  /** The latest result of the named query, fetched now if it is not cached. */
-  async get<N extends QueryName>(name: N, args: QueryArgs<N>): Promise<QueryResult<N>> {
+  /**
+   * The latest result of the named query, fetched now if it is not cached. `key` names the entry;
+   * callers on a hot path pass one they build cheaply (it must differ whenever `name` or `args` do).
+   */
+  async get<N extends QueryName>(
+    name: N,
+    args: QueryArgs<N>,
+    key = `${name} ${JSON.stringify(args)}`,
+  ): Promise<QueryResult<N>> {
     if (this.#closed) throw new Error('DNS cache closed');
-    const key = `${name} ${JSON.stringify(args)}`;
     let entry = this.#entries.get(key);
-    if (entry !== undefined) {
+    const now = this.#now();
+    if (entry === undefined) {
+      entry = this.#start(key, name, args);
+    } else if (now - entry.lastUsed >= LRU_TOUCH_MS) {
+      // Moved to the young end of the eviction order at most once a second: a hot entry would
+      // otherwise pay a Map delete and insert on every query.
       this.#entries.delete(key);
       this.#entries.set(key, entry);
-    } else {
-      entry = this.#start(key, name, args);
+      entry.lastUsed = now;
     }
-    entry.lastUsed = Date.now();
     if (entry.index > 0) this.stats.hits++;
     else this.stats.misses++;
     await entry.ready;
@@ -107,7 +123,7 @@ export class CatalogCache {
       key,
       value: undefined,
       index: 0,
-      lastUsed: Date.now(),
+      lastUsed: this.#now(),
       ready,
       abort: new AbortController(),
     };
@@ -162,7 +178,7 @@ export class CatalogCache {
   }
 
   #dropIdle(): void {
-    const cutoff = Date.now() - this.#idleMs;
+    const cutoff = this.#now() - this.#idleMs;
     for (const e of [...this.#entries.values()]) if (e.lastUsed < cutoff) this.#drop(e);
   }
 

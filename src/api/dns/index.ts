@@ -38,8 +38,16 @@ export interface DnsServer {
 /** What the responder reads, answered from the cache. */
 export function cachedData(cache: CatalogCache): DnsData {
   return {
+    // The key is built by hand (JSON.stringify per query cost more than the lookup); the service's
+    // length keeps it unambiguous whatever bytes the names hold.
     serviceInstances: (service, tag) =>
-      cache.get('health.service', tag === undefined ? { service } : { service, tags: [tag] }),
+      tag === undefined
+        ? cache.get('health.service', { service }, `dns-service ${service.length}:${service}`)
+        : cache.get(
+            'health.service',
+            { service, tags: [tag] },
+            `dns-service ${service.length}:${service} ${tag}`,
+          ),
     node: (node) => cache.get('catalog.node', { node }),
     nodes: () => cache.get('catalog.nodes', {}),
   };

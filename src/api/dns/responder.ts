@@ -351,17 +351,30 @@ function setRcode(p: Packet, rcode: number): void {
 function echoEdns(req: DecodedPacket, res: Packet): number | undefined {
   const opt = (req.additionals ?? []).find((a): a is OptAnswer => a.type === 'OPT');
   if (opt === undefined) return undefined;
-  const rr = {
-    type: 'OPT',
-    name: '.',
-    udpPayloadSize: opt.udpPayloadSize,
-    extendedRcode: 0,
-    ednsVersion: 0,
-    flags: 0,
-    options: [],
-  };
-  res.additionals = [...(res.additionals ?? []), rr as unknown as Answer];
+  res.additionals = [...(res.additionals ?? []), optRecord(opt.udpPayloadSize)];
   return opt.udpPayloadSize;
+}
+
+/**
+ * Our OPT record for a requester's UDP size. Shared per size (clients use a handful of sizes), so
+ * wire.ts encodes it once rather than per answer; a bounded table, as the size comes off the wire.
+ */
+const optRecords = new Map<number, Answer>();
+function optRecord(udpPayloadSize: number): Answer {
+  let rr = optRecords.get(udpPayloadSize);
+  if (rr === undefined) {
+    rr = {
+      type: 'OPT',
+      name: '.',
+      udpPayloadSize,
+      extendedRcode: 0,
+      ednsVersion: 0,
+      flags: 0,
+      options: [],
+    } as unknown as Answer;
+    if (optRecords.size < 64) optRecords.set(udpPayloadSize, rr);
+  }
+  return rr;
 }
 
 /**

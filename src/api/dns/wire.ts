@@ -52,7 +52,7 @@ function compressedBytes(rr: Answer): Buffer {
 }
 
 /** A name as compared for compression: case-insensitive, trailing dot ignored. */
-const nameKey = (n: string): string => n.replace(/\.$/, '').toLowerCase();
+const nameKey = (n: string): string => (n.endsWith('.') ? n.slice(0, -1) : n).toLowerCase();
 
 /** How each record of `p` goes on the wire: pointing at the question when it names the same. */
 function bytesFor(p: Packet): (rr: Answer) => Buffer {
@@ -61,8 +61,12 @@ function bytesFor(p: Packet): (rr: Answer) => Buffer {
   const asked = questions[0].name;
   const qname = nameKey(asked);
   if (qname === '') return recordBytes; // the root: nothing to save
-  // Answers are built from the asked name itself: the identity check spares most comparisons.
-  return (rr) => (rr.name === asked || nameKey(rr.name) === qname ? compressedBytes(rr) : recordBytes(rr));
+  // Answers are built from the asked name itself: the identity check spares most comparisons, and
+  // a name of another length (the targets in the additional section) cannot be the same.
+  return (rr) =>
+    rr.name === asked || (Math.abs(rr.name.length - asked.length) <= 1 && nameKey(rr.name) === qname)
+      ? compressedBytes(rr)
+      : recordBytes(rr);
 }
 
 const sections = (p: Packet): Answer[][] => [p.answers ?? [], p.authorities ?? [], p.additionals ?? []];
