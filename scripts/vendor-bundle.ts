@@ -12,6 +12,7 @@
  */
 
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import {
   installedTreeHash,
@@ -90,6 +91,7 @@ async function main(): Promise<number> {
     minifyWhitespace: true,
     minifySyntax: true,
     legalComments: 'eof',
+    plugins: [httpThroughRequire()],
   });
   rmSync(join(staging, 'facades'), { recursive: true });
   const manifest: VendorManifest = { version: VENDOR_FORMAT_VERSION, tree, entries };
@@ -105,6 +107,34 @@ async function main(): Promise<number> {
       `${(bytes / 2 ** 20).toFixed(1)} MiB in ${Math.round(performance.now() - started)} ms`,
   );
   return 0;
+}
+
+/** node:http's exports that load undici when read (Node 24): never re-exported. */
+const UNDICI_GETTERS = new Set(['WebSocket', 'CloseEvent', 'MessageEvent']);
+
+/**
+ * Bundled ES modules get `node:http` through `require`, not an ES import: Node's ESM facade of a
+ * builtin reads every export, and node:http's lazy WebSocket/CloseEvent/MessageEvent getters then
+ * load all of undici (~2 MiB of RSS per settled agent). See src/node-http.ts for meshd's own imports.
+ */
+function httpThroughRequire(): import('esbuild').Plugin {
+  const names = Object.keys(createRequire(import.meta.url)('node:http')).filter(
+    (n) => !UNDICI_GETTERS.has(n),
+  );
+  return {
+    name: 'meshd-http-through-require',
+    setup(build) {
+      build.onResolve({ filter: /^(node:)?http$/ }, () => ({ path: 'node:http', namespace: 'meshd-http' }));
+      build.onLoad({ filter: /.*/, namespace: 'meshd-http' }, () => ({
+        // The banner's createRequire, called directly: a `require('node:http')` here would be
+        // resolved by this plugin again.
+        contents:
+          "const http = __meshdCreateRequire(import.meta.url)('node:http');\n" +
+          `export default http;\nexport const { ${names.join(', ')} } = http;\n`,
+        loader: 'js',
+      }));
+    },
+  };
 }
 
 try {

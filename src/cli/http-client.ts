@@ -5,10 +5,11 @@
  * client (`Unexpected response code: 500 (body)`, `Get "http://…": connect ECONNREFUSED …`).
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import http from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import http from '../node-http.ts';
 import { VERSION } from '../version.ts';
 import { type FlagDef, type ParsedFlags, parseGoBool } from './flags.ts';
 
@@ -301,7 +302,7 @@ export interface RequestOptions {
 
 export interface ApiResponse {
   status: number;
-  headers: http.IncomingHttpHeaders;
+  headers: IncomingHttpHeaders;
   body: Buffer;
   /** `X-Consul-Index`, when present. */
   index?: bigint;
@@ -335,11 +336,11 @@ export class ApiClient {
   }
 
   /** Sends a request; resolves with the response still streaming. Non-2xx answers are thrown as HttpError. */
-  open(method: string, path: string, opts: RequestOptions = {}): Promise<http.IncomingMessage> {
+  open(method: string, path: string, opts: RequestOptions = {}): Promise<IncomingMessage> {
     const target = this.target(path, opts);
     const { endpoint, tls } = this.config;
     const shown = `${endpoint.base}${target}`;
-    const headers: http.OutgoingHttpHeaders = { 'User-Agent': `meshd/${VERSION}` };
+    const headers: OutgoingHttpHeaders = { 'User-Agent': `meshd/${VERSION}` };
     if (this.config.token) headers['X-Consul-Token'] = this.config.token;
     if (opts.body !== undefined) {
       headers['Content-Type'] = opts.contentType ?? 'application/octet-stream';
@@ -361,7 +362,7 @@ export class ApiClient {
     return new Promise((resolve, reject) => {
       const fail = (err: unknown) =>
         reject(new ConnectionError(`${goMethod(method)} "${shown}": ${describe(err)}`));
-      const onResponse = (res: http.IncomingMessage) => {
+      const onResponse = (res: IncomingMessage) => {
         const status = res.statusCode ?? 0;
         if ((status >= 200 && status < 300) || opts.accept?.includes(status)) {
           resolve(res);
@@ -423,7 +424,7 @@ export class ApiClient {
   }
 }
 
-export function indexOf(res: http.IncomingMessage): bigint | undefined {
+export function indexOf(res: IncomingMessage): bigint | undefined {
   const raw = res.headers['x-consul-index'];
   const text = Array.isArray(raw) ? raw[0] : raw;
   return text && /^\d+$/.test(text) ? BigInt(text) : undefined;

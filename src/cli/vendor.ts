@@ -29,8 +29,11 @@ export const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** Where the bundle lives: under node_modules, so `npm ci` (which empties it) always rebuilds it. */
 export const VENDOR_DIR = join(PROJECT_ROOT, 'node_modules', '.cache', 'meshd-vendor');
 
-/** Bumped whenever the layout of the bundle or of the manifest changes. */
-export const VENDOR_FORMAT_VERSION = 1;
+/**
+ * Bumped whenever the layout of the bundle or of the manifest changes, or what the bundle holds
+ * for the same dependencies (2: node:http through require).
+ */
+export const VENDOR_FORMAT_VERSION = 2;
 
 /**
  * Packages that stay unbundled: `level` loads a native addon found relative to its own files, and

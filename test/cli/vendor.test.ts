@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -123,6 +124,30 @@ test('bin/meshd.js uses the bundle, and MESHD_VENDOR=0 turns it off', async (t) 
   t.is(off.code, 0, off.stderr);
   t.regex(off.stderr, /dependency bundle not used: MESHD_VENDOR=0/);
   t.is(on.stdout, off.stdout);
+});
+
+test('through the bundle, the agent modules never load undici (node:http comes in by require)', async (t) => {
+  // Node 24's ESM facade of node:http reads its lazy WebSocket getter, which loads all of undici:
+  // ~2 MiB of RSS per settled agent. Our sources import node:http from src/node-http.ts; the bundle
+  // rewrites the dependencies' `import ... from 'http'` the same way.
+  const modules = [
+    'src/cli/vendor.ts',
+    'src/agent/agent.ts',
+    'src/api/http/server.ts',
+    'src/api/http/agent/routes.ts',
+    'src/api/dns/index.ts',
+    'src/agent/checks/check-runners.ts',
+    'src/cli/http-client.ts',
+  ].map((m) => pathToFileURL(join(PROJECT_ROOT, m)).href);
+  const script =
+    `const { installVendorHook } = await import(${JSON.stringify(modules[0])});\n` +
+    "if (!installVendorHook()) throw new Error('bundle not installed');\n" +
+    `for (const m of ${JSON.stringify(modules.slice(1))}) await import(m);\n` +
+    `const http = (await import(${JSON.stringify(pathToFileURL(join(PROJECT_ROOT, 'src/node-http.ts')).href)})).default;\n` +
+    "if (typeof http.createServer !== 'function') throw new Error('node-http.ts gave no createServer');\n" +
+    "process.stdout.write(JSON.stringify(process.moduleLoadList.filter((m) => m.includes('undici'))));";
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  t.deepEqual(JSON.parse(out), []);
 });
 
 test('PROJECT_ROOT is the directory of package.json', (t) => {

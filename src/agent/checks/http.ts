@@ -10,8 +10,9 @@
  * just closed is retried once on a new one, so keep-alive never turns into a false critical.
  */
 
-import http, { type IncomingMessage } from 'node:http';
+import type { Agent as HttpAgent, IncomingMessage } from 'node:http';
 import https from 'node:https';
+import http from '../../node-http.ts';
 import { TailBuffer } from './output.ts';
 import type { CheckResult, Probe } from './types.ts';
 
@@ -36,7 +37,7 @@ export class HttpAgents {
   readonly #plain = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
   readonly #tls = new Map<string, https.Agent>();
 
-  for(url: URL, cfg: Pick<HttpCheckConfig, 'tlsServerName' | 'tlsSkipVerify'>): http.Agent {
+  for(url: URL, cfg: Pick<HttpCheckConfig, 'tlsServerName' | 'tlsSkipVerify'>): HttpAgent {
     if (url.protocol === 'http:') return this.#plain;
     const key = `${cfg.tlsSkipVerify}|${cfg.tlsServerName}`;
     let agent = this.#tls.get(key);
@@ -76,7 +77,7 @@ interface Attempt {
   headers: Record<string, string | string[]>;
 }
 
-function send(a: Attempt, agent: http.Agent, signal: AbortSignal): Promise<IncomingMessage> {
+function send(a: Attempt, agent: HttpAgent, signal: AbortSignal): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(new TimeoutError());
     const mod = a.url.protocol === 'https:' ? https : http;
@@ -121,7 +122,7 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const SENSITIVE = ['authorization', 'www-authenticate', 'cookie', 'cookie2'];
 
 /** Sends, retrying once on a reused keep-alive socket that was closed under us. */
-async function sendOnce(a: Attempt, agent: http.Agent, signal: AbortSignal): Promise<IncomingMessage> {
+async function sendOnce(a: Attempt, agent: HttpAgent, signal: AbortSignal): Promise<IncomingMessage> {
   try {
     return await send(a, agent, signal);
   } catch (err) {

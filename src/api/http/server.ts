@@ -4,11 +4,12 @@
  * HTTP port.
  */
 
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
+import http from '../../node-http.ts';
 import { serveUi } from '../ui/serve.ts';
 import type { AgentApi, ApiState } from './context.ts';
 import { directListener, type RequestListener } from './direct.ts';
@@ -74,7 +75,7 @@ export async function startHttpApi(
   const addresses: string[] = [];
   try {
     for (const host of opts.hosts) {
-      const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, handler);
+      const server = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, handler);
       // Blocking queries hold a request for up to 10 minutes plus jitter.
       server.headersTimeout = 60_000;
       servers.push(server);
