@@ -72,12 +72,13 @@ export function directListener(
     const path = q < 0 ? url : url.slice(0, q);
     const ex = new DirectExchange(req, res, path, parseQuery(q < 0 ? '' : url.slice(q + 1)));
     const handler = Object.hasOwn(route.methods, method) ? route.methods[method] : methodNotAllowed(route);
-    handler(ex, agent).then(
-      (answer) => {
+    handler(ex, agent)
+      .then((answer) => {
         send(ex, answer);
         metrics?.recordHttpRequest(method, answer.status);
-      },
-      (err: unknown) => {
+      })
+      // Also what sending the answer threw: a request never becomes an unhandled rejection.
+      .catch((err: unknown) => {
         // The client went away: nobody to answer.
         if (req.destroyed && (err as { name?: string })?.name === 'AbortError') return;
         let known = classify(err);
@@ -85,15 +86,19 @@ export function directListener(
           logger.error({ err, method, path }, 'HTTP handler failed');
           known = { status: 500, message: 'internal server error' };
         }
-        // Headers set before the failure stay, as in koa (`Connection: close` after a 413, say).
-        send(ex, {
-          status: known.status,
-          bytes: Buffer.from(known.message),
-          type: 'text/plain; charset=utf-8',
-        });
+        try {
+          // Headers set before the failure stay, as in koa (`Connection: close` after a 413, say).
+          send(ex, {
+            status: known.status,
+            bytes: Buffer.from(known.message),
+            type: 'text/plain; charset=utf-8',
+          });
+        } catch (sendErr) {
+          logger.error({ err: sendErr, method, path }, 'HTTP error answer failed');
+          res.destroy();
+        }
         metrics?.recordHttpRequest(method, known.status);
-      },
-    );
+      });
   };
 }
 
