@@ -126,28 +126,47 @@ test('bin/meshd.js uses the bundle, and MESHD_VENDOR=0 turns it off', async (t) 
   t.is(on.stdout, off.stdout);
 });
 
-test('through the bundle, the agent modules never load undici (node:http comes in by require)', async (t) => {
-  // Node 24's ESM facade of node:http reads its lazy WebSocket getter, which loads all of undici:
-  // ~2 MiB of RSS per settled agent. Our sources import node:http from src/node-http.ts; the bundle
-  // rewrites the dependencies' `import ... from 'http'` the same way.
-  const modules = [
-    'src/cli/vendor.ts',
-    'src/agent/agent.ts',
-    'src/api/http/server.ts',
-    'src/api/http/agent/routes.ts',
-    'src/api/dns/index.ts',
-    'src/agent/checks/check-runners.ts',
-    'src/cli/http-client.ts',
-  ].map((m) => pathToFileURL(join(PROJECT_ROOT, m)).href);
-  const script =
-    `const { installVendorHook } = await import(${JSON.stringify(modules[0])});\n` +
-    "if (!installVendorHook()) throw new Error('bundle not installed');\n" +
-    `for (const m of ${JSON.stringify(modules.slice(1))}) await import(m);\n` +
-    `const http = (await import(${JSON.stringify(pathToFileURL(join(PROJECT_ROOT, 'src/node-http.ts')).href)})).default;\n` +
-    "if (typeof http.createServer !== 'function') throw new Error('node-http.ts gave no createServer');\n" +
-    "process.stdout.write(JSON.stringify(process.moduleLoadList.filter((m) => m.includes('undici'))));";
+test('through the bundle, the agent modules never load undici, not even answering JSON', async (t) => {
+  // Node 24's ESM facade of node:http reads its lazy WebSocket getter, and koa's body setter reads
+  // the lazy Response global: either loads all of undici (~2 MiB of RSS per settled agent). Our
+  // sources import node:http from src/node-http.ts, the bundle rewrites the dependencies'
+  // `import ... from 'http'` the same way, and koa-json-body.ts serializes JSON bodies first.
+  const url = (m: string) => JSON.stringify(pathToFileURL(join(PROJECT_ROOT, m)).href);
+  const script = `
+    const { installVendorHook } = await import(${url('src/cli/vendor.ts')});
+    if (!installVendorHook()) throw new Error('bundle not installed');
+    for (const m of [${[
+      'src/agent/agent.ts',
+      'src/api/http/agent/routes.ts',
+      'src/api/dns/index.ts',
+      'src/agent/checks/check-runners.ts',
+      'src/cli/http-client.ts',
+    ]
+      .map(url)
+      .join(', ')}]) await import(m);
+    const { createHttpHandler } = await import(${url('src/api/http/server.ts')});
+    const { silentLogger } = await import(${url('src/agent/logger.ts')});
+    const http = (await import(${url('src/node-http.ts')})).default;
+    const Router = (await import('@koa/router')).default;
+    const router = new Router().get('/json', (ctx) => { ctx.body = { ok: [1, 2] }; });
+    const agent = { catalog: {}, datacenter: 'dc1', nodeName: 'n', nodeId: 'i' };
+    const server = http.createServer(createHttpHandler({ agent, logger: silentLogger(), routers: [router] }));
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    const answer = await new Promise((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: server.address().port, path: '/json' }, (res) => {
+        let body = '';
+        res.on('data', (c) => { body += c; });
+        res.on('end', () => resolve({ type: res.headers['content-type'], body }));
+      }).on('error', reject);
+    });
+    server.close();
+    process.stdout.write(JSON.stringify({ answer, undici: process.moduleLoadList.filter((m) => m.includes('undici')) }));
+  `;
   const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
-  t.deepEqual(JSON.parse(out), []);
+  t.deepEqual(JSON.parse(out), {
+    answer: { type: 'application/json; charset=utf-8', body: '{"ok":[1,2]}' },
+    undici: [],
+  });
 });
 
 test('PROJECT_ROOT is the directory of package.json', (t) => {

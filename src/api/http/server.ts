@@ -14,6 +14,7 @@ import { serveUi } from '../ui/serve.ts';
 import type { AgentApi, ApiState } from './context.ts';
 import { directListener, type RequestListener } from './direct.ts';
 import { errorResponder } from './errors.ts';
+import { serializeJsonBodies } from './koa-json-body.ts';
 import { kvRoute } from './kv/routes.ts';
 
 export interface HttpApiOptions {
@@ -34,6 +35,7 @@ export function createHttpHandler(opts: HttpApiOptions): RequestListener {
 function createKoaApp(opts: HttpApiOptions): Koa<ApiState> {
   const app = new Koa<ApiState>();
   app.proxy = false;
+  serializeJsonBodies(app);
   const log = opts.logger.child({ component: 'http' });
   // Outermost, so it counts the status the client finally gets.
   const metrics = opts.agent.local?.metrics;
