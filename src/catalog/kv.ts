@@ -545,12 +545,8 @@ export class KvTable {
   #notify(index: number, keys: Iterable<string>): void {
     const registry = this.#registry;
     if (!registry) return;
-    if (registry.waiterCount === 0) {
-      registry.notify([], index);
-      return;
-    }
     const watches = new Set<string>();
-    for (const k of keys) kvChangeWatches(k, watches);
+    if (registry.waiterCount > 0) for (const k of keys) kvChangeWatches(k, watches);
     registry.notify(watches, index);
   }
 

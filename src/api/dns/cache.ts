@@ -52,7 +52,7 @@ export class CatalogCache {
   readonly #waitMs: number;
   readonly #retryMs: number;
   readonly #now: () => number;
-  /** In least-recently-used-first order: a read moves its entry to the end. */
+  /** In least-recently-used-first order (to the second): a read moves its entry to the end. */
   readonly #entries = new Map<string, Entry>();
   readonly #sweep: NodeJS.Timeout;
   #closed = false;

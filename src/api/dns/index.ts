@@ -40,14 +40,12 @@ export function cachedData(cache: CatalogCache): DnsData {
   return {
     // The key is built by hand (JSON.stringify per query cost more than the lookup); the service's
     // length keeps it unambiguous whatever bytes the names hold.
-    serviceInstances: (service, tag) =>
-      tag === undefined
-        ? cache.get('health.service', { service }, `dns-service ${service.length}:${service}`)
-        : cache.get(
-            'health.service',
-            { service, tags: [tag] },
-            `dns-service ${service.length}:${service} ${tag}`,
-          ),
+    serviceInstances: (service, tag) => {
+      const key = `dns-service ${service.length}:${service}`;
+      return tag === undefined
+        ? cache.get('health.service', { service }, key)
+        : cache.get('health.service', { service, tags: [tag] }, `${key} ${tag}`);
+    },
     node: (node) => cache.get('catalog.node', { node }),
     nodes: () => cache.get('catalog.nodes', {}),
   };

@@ -88,11 +88,7 @@ export function directListener(
         }
         try {
           // Headers set before the failure stay, as in koa (`Connection: close` after a 413, say).
-          send(ex, {
-            status: known.status,
-            bytes: Buffer.from(known.message),
-            type: 'text/plain; charset=utf-8',
-          });
+          send(ex, textAnswer(known.status, known.message));
         } catch (sendErr) {
           logger.error({ err: sendErr, method, path }, 'HTTP error answer failed');
           res.destroy();
@@ -105,8 +101,12 @@ export function directListener(
 function methodNotAllowed(route: DirectRoute): DirectHandler {
   return async (ex) => {
     ex.set('Allow', Object.keys(route.methods).join(', '));
-    return { status: 405, bytes: Buffer.from('Method Not Allowed'), type: 'text/plain; charset=utf-8' };
+    return textAnswer(405, 'Method Not Allowed');
   };
+}
+
+function textAnswer(status: number, message: string): DirectAnswer {
+  return { status, bytes: Buffer.from(message), type: 'text/plain; charset=utf-8' };
 }
 
 /** The path and query of a request target; an absolute-form target (`GET http://h/p`) made relative. */
