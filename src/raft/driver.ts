@@ -91,9 +91,10 @@ interface PendingProposal<Result> extends Waiter<{ index: number; result: Result
 
 /**
  * Wires the Raft core to real time, disk and network: a tick timer, the LevelDB store, the gRPC
- * transport and the state machine. The loop takes a Ready, fsyncs it in one batch, sends its
- * messages, applies its committed entries and advances; whatever arrives meanwhile lands in the
- * next Ready, so many proposals share one fsync (group commit).
+ * transport and the state machine. The loop takes a Ready, applies its committed entries (durable
+ * on a majority already), fsyncs the rest of it in one batch, sends its messages and advances;
+ * whatever arrives meanwhile lands in the next Ready, so many proposals share one fsync (group
+ * commit).
  */
 export class RaftNode<Result = unknown> extends EventTarget {
   readonly id: ServerId;
@@ -446,6 +447,11 @@ export class RaftNode<Result = unknown> extends EventTarget {
     while (!this.stopped && this.core.hasReady()) {
       const rd = this.core.ready();
       for (const m of rd.messages) if (sendableBeforePersist(m)) this.send(m);
+      // Committed entries are already durable on a majority (a leader counts itself only for what
+      // it has written, followers ack only what they have written), so they need not wait for this
+      // Ready's own write: applying them first answers their writers one disk write sooner, as etcd
+      // applies concurrently with its WAL write. A Ready that installs a snapshot carries none.
+      for (const e of rd.committed) this.apply(e);
       await this.persist(rd);
       if (rd.snapshot) {
         const snap = await this.storage.currentSnapshot();
@@ -457,7 +463,6 @@ export class RaftNode<Result = unknown> extends EventTarget {
         this.log.info({ index: rd.snapshot.index, term: rd.snapshot.term }, 'installed snapshot from leader');
       }
       for (const m of rd.messages) if (!sendableBeforePersist(m)) this.send(m);
-      for (const e of rd.committed) this.apply(e);
       this.core.advance(rd);
       for (const rs of rd.readStates) this.onReadState(rs.readCtx, rs.index);
       this.afterApply();

@@ -17,6 +17,7 @@ interface Member {
   address: string;
   node: RaftNode<KvResult>;
   fsm: KvStateMachine;
+  storage: LevelRaftStorage;
 }
 
 /** In-process servers with real LevelDB stores and gRPC transports on 127.0.0.x. */
@@ -57,17 +58,18 @@ class InProcessCluster {
     await this.reservePort(n);
     const logger = silentLogger();
     const fsm = new KvStateMachine();
+    const storage = await LevelRaftStorage.open(join(this.root, `d${n}`));
     const node = await RaftNode.start<KvResult>({
       id: `d${n}`,
       address: this.addr(n),
-      storage: await LevelRaftStorage.open(join(this.root, `d${n}`)),
+      storage,
       transport: new GrpcTransport({ listen: this.addr(n), logger }),
       fsm,
       logger,
       bootstrap,
       tickMs: 20,
     });
-    const m = { id: `d${n}`, address: this.addr(n), node, fsm };
+    const m = { id: `d${n}`, address: this.addr(n), node, fsm, storage };
     this.members.push(m);
     return m;
   }
@@ -83,6 +85,34 @@ class InProcessCluster {
 }
 
 const put = (key: string, value: string) => encodeKvCommand({ op: 'put', key, value });
+
+/** Makes every write of `storage` wait until released, oldest first. */
+function holdWrites(storage: LevelRaftStorage) {
+  const original = storage.persist.bind(storage);
+  const held: Array<() => void> = [];
+  let holding = true;
+  storage.persist = async (batch) => {
+    if (holding) await new Promise<void>((resolve) => held.push(resolve));
+    return original(batch);
+  };
+  return {
+    held: () => held.length,
+    releaseOne: () => held.shift()?.(),
+    releaseAll: () => {
+      holding = false;
+      for (const release of held.splice(0)) release();
+    },
+  };
+}
+
+/** `p`, or a rejection naming `what` after `ms` (so that a regression fails instead of hanging). */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
 
 test('propose resolves with the index and the FSM result; followers refuse with the leader address', async (t) => {
   const c = await InProcessCluster.start(3);
@@ -158,4 +188,32 @@ test('transferLeadership hands over to a caught-up voter; removing the leader ma
   const r = await next.node.propose(put('x', '3'));
   t.deepEqual(r.result, { ok: true });
   t.is(next.node.status().configuration.servers.length, 2);
+});
+
+test('an entry committed before a Ready is applied without waiting for that Ready to be written', async (t) => {
+  const c = await InProcessCluster.start(3);
+  t.teardown(() => c.stop());
+  const leader = await c.leader();
+  await leader.node.propose(put('warm', '1'));
+  const before = leader.node.status().commitIndex;
+
+  const writes = holdWrites(leader.storage);
+  t.teardown(() => writes.releaseAll());
+  // a=1 goes to the followers before the leader's own write, which is held; their acks commit it.
+  const first = leader.node.propose(put('a', '1'));
+  await waitFor('a=1 committed by the followers alone', () => leader.node.status().commitIndex > before);
+  // b=2 arrives while that write is held: the next Ready carries it to write, and a=1 to apply.
+  const second = leader.node.propose(put('b', '2'));
+  second.catch(() => undefined); // awaited below; a failed assertion before that must not leave it unhandled
+  t.is(writes.held(), 1);
+  writes.releaseOne();
+  const r = await within(first, 10_000, 'a=1 applied while the write of b=2 is held');
+  t.deepEqual(r.result, { ok: true });
+  t.is(leader.fsm.get('a'), '1');
+  t.is(writes.held(), 1, 'the write carrying b=2 is still held');
+  t.is(leader.fsm.get('b'), null);
+
+  writes.releaseAll();
+  t.deepEqual((await second).result, { ok: true });
+  t.is(leader.fsm.get('b'), '2');
 });
