@@ -33,6 +33,7 @@ import {
   type ServerId,
   type SnapshotMessage,
   type SnapshotMeta,
+  sendableBeforePersist,
   type VoteMessage,
 } from './types.ts';
 
@@ -388,6 +389,23 @@ export class RaftCore {
       this.log.hasNextCommitted() ||
       !this.sameHardState(this.hardState(), this.prevHardState)
     );
+  }
+
+  /**
+   * The messages a leader may send before anything is written (appends, heartbeats, snapshots,
+   * TimeoutNow: see sendableBeforePersist), taken out of the next Ready. A driver that is still
+   * writing the previous Ready sends these at once, so followers get new entries without waiting
+   * for the leader's own fsync. Empty unless leader.
+   */
+  takeEarlyMessages(): Message[] {
+    if (this.role !== 'leader') return [];
+    this.flushBroadcast();
+    if (this.msgs.length === 0) return [];
+    const early: Message[] = [];
+    const rest: Message[] = [];
+    for (const m of this.msgs) (sendableBeforePersist(m) ? early : rest).push(m);
+    this.msgs = rest;
+    return early;
   }
 
   /** The next batch of work; see {@link Ready} for what the driver must do with it, then call advance(). */

@@ -94,7 +94,7 @@ interface PendingProposal<Result> extends Waiter<{ index: number; result: Result
  * transport and the state machine. The loop takes a Ready, applies its committed entries (durable
  * on a majority already), fsyncs the rest of it in one batch, sends its messages and advances;
  * whatever arrives meanwhile lands in the next Ready, so many proposals share one fsync (group
- * commit).
+ * commit). A leader does not hold new appends back for that fsync (see scheduleEarlySend).
  */
 export class RaftNode<Result = unknown> extends EventTarget {
   readonly id: ServerId;
@@ -117,6 +117,9 @@ export class RaftNode<Result = unknown> extends EventTarget {
   private running = false;
   private stopped = false;
   private loopScheduled = false;
+  /** The loop is waiting for a Ready's write (see scheduleEarlySend). */
+  private persisting = false;
+  private earlySendScheduled = false;
   private snapshotting = false;
   private lastSnapshotIndex: number;
   /** Term and vote as last written (a commit-only change is not written on its own). */
@@ -431,7 +434,11 @@ export class RaftNode<Result = unknown> extends EventTarget {
   // The loop.
 
   private schedule(): void {
-    if (this.loopScheduled || this.stopped || !this.running) return;
+    if (this.stopped || !this.running) return;
+    if (this.loopScheduled) {
+      this.scheduleEarlySend();
+      return;
+    }
     this.loopScheduled = true;
     setImmediate(() => {
       this.loop()
@@ -440,6 +447,22 @@ export class RaftNode<Result = unknown> extends EventTarget {
           this.loopScheduled = false;
           if (!this.stopped && this.core.hasReady()) this.schedule();
         });
+    });
+  }
+
+  /**
+   * While the loop waits for a write, a leader's new appends (and heartbeats) go out on the next
+   * turn of the event loop instead of after that write: followers then write in parallel with the
+   * leader, and a commit needs no fsync of the leader's (its own progress counts only what it has
+   * written, so two followers suffice). Proposals arriving in one turn still share one append.
+   */
+  private scheduleEarlySend(): void {
+    if (!this.persisting || this.earlySendScheduled) return;
+    this.earlySendScheduled = true;
+    setImmediate(() => {
+      this.earlySendScheduled = false;
+      if (this.stopped || !this.persisting) return;
+      for (const m of this.core.takeEarlyMessages()) this.send(m);
     });
   }
 
@@ -452,7 +475,12 @@ export class RaftNode<Result = unknown> extends EventTarget {
       // Ready's own write: applying them first answers their writers one disk write sooner, as etcd
       // applies concurrently with its WAL write. A Ready that installs a snapshot carries none.
       for (const e of rd.committed) this.apply(e);
-      await this.persist(rd);
+      this.persisting = true;
+      try {
+        await this.persist(rd);
+      } finally {
+        this.persisting = false;
+      }
       if (rd.snapshot) {
         const snap = await this.storage.currentSnapshot();
         if (!snap || snap.meta.index !== rd.snapshot.index) {

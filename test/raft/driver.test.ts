@@ -217,3 +217,31 @@ test('an entry committed before a Ready is applied without waiting for that Read
   t.deepEqual((await second).result, { ok: true });
   t.is(leader.fsm.get('b'), '2');
 });
+
+test('a proposal made while the leader is writing goes to the followers at once and commits without that write', async (t) => {
+  const c = await InProcessCluster.start(3);
+  t.teardown(() => c.stop());
+  const leader = await c.leader();
+  await leader.node.propose(put('warm', '1'));
+  const before = leader.node.status().commitIndex;
+
+  const writes = holdWrites(leader.storage);
+  t.teardown(() => writes.releaseAll());
+  const first = leader.node.propose(put('a', '1'));
+  first.catch(() => undefined); // awaited below
+  await waitFor('the write carrying a=1 to be held', () => writes.held() === 1);
+  // The loop is stuck on that write; b=2 must not wait for it to reach the followers.
+  const second = leader.node.propose(put('b', '2'));
+  second.catch(() => undefined);
+  await waitFor(
+    'a=1 and b=2 committed by the followers',
+    () => leader.node.status().commitIndex >= before + 2,
+    10_000,
+  );
+  t.is(writes.held(), 1, 'the leader has written neither entry yet');
+
+  writes.releaseAll();
+  t.deepEqual((await first).result, { ok: true });
+  t.deepEqual((await second).result, { ok: true });
+  t.is(leader.fsm.get('b'), '2');
+});

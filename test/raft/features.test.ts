@@ -338,6 +338,33 @@ test('ReadIndex: a new leader answers reads only after it has committed an entry
 // Leadership transfer (thesis §3.10)
 // =================================================================================================
 
+test('Early messages: a leader hands out new appends before the Ready that writes their entries', (t) => {
+  const net = cluster3(DEFAULTS);
+  net.stabilize();
+  const a = net.core('a');
+  const x = a.propose(enc('x'));
+  const early = a.takeEarlyMessages();
+  t.deepEqual(
+    early
+      .filter(isAppend)
+      .map((m) => `${m.to}:${m.entries.map((e) => e.index).join(',')}`)
+      .sort(),
+    [`b:${x.index}`, `c:${x.index}`],
+  );
+  t.true(early.every((m) => m.type === 'append' || m.type === 'heartbeat'));
+  const rd = a.ready();
+  t.deepEqual(
+    rd.entries.map((e) => e.index),
+    [x.index],
+    'the next Ready still writes the entry',
+  );
+  t.false(
+    rd.messages.some((m) => isAppend(m) && m.entries.length > 0),
+    'and does not send it again',
+  );
+  t.deepEqual(net.core('b').takeEarlyMessages(), [], 'a follower has nothing to send early');
+});
+
 test('Leadership transfer: the target becomes leader at term+1', (t) => {
   const net = cluster3(DEFAULTS);
   const term = net.core('a').term;

@@ -499,9 +499,13 @@ export class RaftSim {
       n.inflight = null;
       this.completeReady(n, rd);
     }
+    // A leader still writing sends new appends and heartbeats at once (driver.scheduleEarlySend).
+    if (n.inflight) for (const m of core.takeEarlyMessages()) this.send(n, m);
     if (!n.inflight && n.core && core.hasReady()) {
       const rd = core.ready();
       for (const m of rd.messages) if (sendableBeforePersist(m)) this.send(n, m);
+      // Committed entries are durable on a majority: applied before this Ready's own write.
+      for (const e of rd.committed) this.apply(n, e);
       const delay = this.profile.diskMaxDelay === 0 ? 0 : this.rng.range(0, this.profile.diskMaxDelay);
       if (delay === 0) this.completeReady(n, rd);
       else n.inflight = { rd, doneAt: this.now + delay };
@@ -539,8 +543,7 @@ export class RaftSim {
     }
     // 2. Send what the now-durable state promises.
     for (const m of rd.messages) if (!sendableBeforePersist(m)) this.send(n, m);
-    // 3. Apply.
-    for (const e of rd.committed) this.apply(n, e);
+    // 3. Serve reads (the committed entries were applied when the Ready was taken).
     for (const rs of rd.readStates) {
       const r = n.reads.get(rs.readCtx);
       if (!r) continue;
