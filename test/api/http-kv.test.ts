@@ -129,6 +129,46 @@ test('an oversized value is 413 and closes the connection; nothing is written', 
   t.is((await fetch(`${api.url}/v1/kv/too-big`)).status, 404);
 });
 
+/** PUTs `chunks` with chunked transfer encoding (no Content-Length); the status, headers and text. */
+function putChunked(
+  path: string,
+  chunks: Buffer[],
+): Promise<{ status: number; connection: string | undefined; text: string }> {
+  const { hostname, port } = new URL(api.url);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: hostname, port, method: 'PUT', path }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        text += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, text }));
+    });
+    // The server may close once it has answered, before the whole body is written.
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE' && err.code !== 'ECONNRESET') reject(err);
+    });
+    for (const c of chunks) req.write(c);
+    req.end();
+  });
+}
+
+test('a chunked value arrives whole; an oversized one is 413 with nothing written', async (t) => {
+  const parts = ['chunk one, ', 'chunk two, ', 'chunk three'].map((s) => Buffer.from(s));
+  const ok = await putChunked('/v1/kv/chunked/ok', parts);
+  t.deepEqual([ok.status, ok.text], [200, 'true']);
+  t.is(await (await fetch(`${api.url}/v1/kv/chunked/ok?raw`)).text(), 'chunk one, chunk two, chunk three');
+
+  const big = await putChunked(
+    '/v1/kv/chunked/big',
+    Array.from({ length: 9 }, () => Buffer.alloc(64 * 1024, 1)),
+  );
+  t.is(big.status, 413);
+  t.is(big.connection, 'close');
+  t.regex(big.text, /Request body too large, max size: 524288 bytes/);
+  t.is((await fetch(`${api.url}/v1/kv/chunked/big`)).status, 404);
+});
+
 test('other methods are 405 naming the allowed ones', async (t) => {
   const r = await fetch(`${api.url}/v1/kv/app/config`, { method: 'POST', body: 'x' });
   t.is(r.status, 405);
