@@ -1,5 +1,6 @@
+import { EntryColumns } from './entry-columns.ts';
 import { RaftInvariantError } from './errors.ts';
-import { type Entry, entrySize, type SnapshotMeta } from './types.ts';
+import type { Entry, SnapshotMeta } from './types.ts';
 
 /**
  * The in-memory Raft log: everything after the last snapshot, plus the bookkeeping of what is
@@ -8,13 +9,15 @@ import { type Entry, entrySize, type SnapshotMeta } from './types.ts';
  *   snapshotIndex <= applied, except while a snapshot from the leader waits to be restored
  *   snapshotIndex < stableNext <= lastIndex + 1   (entries from stableNext on are not yet persisted)
  * The log is bounded by compaction: the driver snapshots and calls {@link compact} periodically.
+ * Entries are stored in {@link EntryColumns}; the Entry objects this class returns are built on
+ * each call (their data is a view of the stored bytes), so callers hold them only briefly.
  */
 export class RaftLog {
   /** Index and term of the last entry covered by the snapshot (0, 0 when none). */
   snapshotIndex = 0;
   snapshotTerm = 0;
   /** entries[i] has index snapshotIndex + 1 + i. */
-  private entries: Entry[] = [];
+  private entries = new EntryColumns();
   committed = 0;
   /** The last index handed to the driver for applying. */
   applied = 0;
@@ -35,7 +38,7 @@ export class RaftLog {
         throw new RaftInvariantError(`stored log is not contiguous at index ${e.index}`);
       }
     }
-    log.entries = entries.slice();
+    for (const e of entries) log.entries.push(e);
     log.stableNext = log.lastIndex() + 1;
     // Entries up to the stored commit index were applied before a crash, but the FSM lives in memory:
     // the driver restores it from the snapshot and re-applies from there.
@@ -53,19 +56,19 @@ export class RaftLog {
   }
 
   lastTerm(): number {
-    return this.entries.length > 0 ? this.entries[this.entries.length - 1].term : this.snapshotTerm;
+    return this.entries.length > 0 ? this.entries.term(this.entries.length - 1) : this.snapshotTerm;
   }
 
   /** The term of the entry at `index`, or undefined when compacted away or beyond the end. */
   term(index: number): number | undefined {
     if (index === this.snapshotIndex) return this.snapshotTerm;
     if (index < this.snapshotIndex || index > this.lastIndex()) return undefined;
-    return this.entries[index - this.snapshotIndex - 1].term;
+    return this.entries.term(index - this.snapshotIndex - 1);
   }
 
   entryAt(index: number): Entry | undefined {
     if (index <= this.snapshotIndex || index > this.lastIndex()) return undefined;
-    return this.entries[index - this.snapshotIndex - 1];
+    return this.entries.at(index - this.snapshotIndex - 1, index);
   }
 
   matchTerm(index: number, term: number): boolean {
@@ -88,10 +91,10 @@ export class RaftLog {
     const out: Entry[] = [];
     let bytes = 0;
     for (let i = lo; i < hi; i++) {
-      const e = this.entries[i - this.snapshotIndex - 1];
-      bytes += entrySize(e);
+      const at = i - this.snapshotIndex - 1;
+      bytes += this.entries.size(at);
       if (out.length > 0 && bytes > maxBytes) break;
-      out.push(e);
+      out.push(this.entries.at(at, i));
     }
     return out;
   }
@@ -137,7 +140,7 @@ export class RaftLog {
   }
 
   private truncateFrom(index: number): void {
-    this.entries.length = index - this.snapshotIndex - 1;
+    this.entries.truncate(index - this.snapshotIndex - 1);
     if (this.stableNext > index) this.stableNext = index;
   }
 
@@ -164,7 +167,10 @@ export class RaftLog {
 
   /** Entries to hand over for persisting. */
   unstableEntries(): Entry[] {
-    return this.entries.slice(this.stableNext - this.snapshotIndex - 1);
+    const out: Entry[] = [];
+    for (let i = this.stableNext; i <= this.lastIndex(); i++)
+      out.push(this.entries.at(i - this.snapshotIndex - 1, i));
+    return out;
   }
 
   /** The driver persisted entries up to `index` (which had `term`). */
@@ -198,7 +204,7 @@ export class RaftLog {
 
   /** Replaces the whole log with a snapshot received from the leader (§7). */
   restore(meta: SnapshotMeta): void {
-    this.entries = [];
+    this.entries.clear();
     this.snapshotIndex = meta.index;
     this.snapshotTerm = meta.term;
     this.committed = meta.index;
@@ -213,7 +219,7 @@ export class RaftLog {
     if (index <= this.snapshotIndex) return;
     if (index > this.applied) throw new RaftInvariantError(`compact ${index} beyond applied ${this.applied}`);
     if (this.term(index) !== term) throw new RaftInvariantError(`compact ${index}: term mismatch`);
-    this.entries = this.entries.slice(index - this.snapshotIndex);
+    this.entries.dropFront(index - this.snapshotIndex);
     this.snapshotIndex = index;
     this.snapshotTerm = term;
   }
@@ -222,7 +228,7 @@ export class RaftLog {
   bytesBetween(from: number, to: number): number {
     let n = 0;
     for (let i = Math.max(from, this.snapshotIndex) + 1; i <= Math.min(to, this.lastIndex()); i++) {
-      n += entrySize(this.entries[i - this.snapshotIndex - 1]);
+      n += this.entries.size(i - this.snapshotIndex - 1);
     }
     return n;
   }

@@ -193,7 +193,10 @@ export function sendableBeforePersist(m: Message): boolean {
   return m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot' || m.type === 'timeoutNow';
 }
 
+/** What an entry costs beyond its data in a byte budget (index, term, type). */
+export const ENTRY_OVERHEAD_BYTES = 24;
+
 /** An entry encoded for a byte budget: what flow control counts. */
 export function entrySize(e: Entry): number {
-  return e.data.byteLength + 24;
+  return e.data.byteLength + ENTRY_OVERHEAD_BYTES;
 }
