@@ -143,6 +143,23 @@ function errorOutput(method: string, url: string, err: unknown): string {
   return `${op(method)} ${JSON.stringify(url)}: ${reason}`;
 }
 
+/** `raw` as an http(s) URL, or the critical result every run of a check against it gets. */
+function checkUrl(raw: string, method: string): URL | CheckResult {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return { status: 'critical', output: `parse ${JSON.stringify(raw)}: invalid URL` };
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    return {
+      status: 'critical',
+      output: `${op(method)} ${JSON.stringify(raw)}: unsupported protocol scheme ${JSON.stringify(url.protocol.slice(0, -1))}`,
+    };
+  }
+  return url;
+}
+
 export function httpProbe(cfg: HttpCheckConfig, agents: HttpAgents): Probe {
   const method = cfg.method === '' ? 'GET' : cfg.method.toUpperCase();
   const headers: Record<string, string | string[]> = {};
@@ -151,19 +168,10 @@ export function httpProbe(cfg: HttpCheckConfig, agents: HttpAgents): Probe {
   if (!lower.has('user-agent')) headers['User-Agent'] = USER_AGENT;
   if (!lower.has('accept')) headers.Accept = ACCEPT;
 
+  // The URL is parsed once per definition; one that cannot be probed fails every run the same way.
+  const url = checkUrl(cfg.url, method);
+  if (!(url instanceof URL)) return async () => url;
   return async (signal): Promise<CheckResult> => {
-    let url: URL;
-    try {
-      url = new URL(cfg.url);
-    } catch {
-      return { status: 'critical', output: `parse ${JSON.stringify(cfg.url)}: invalid URL` };
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      return {
-        status: 'critical',
-        output: `${op(method)} ${JSON.stringify(cfg.url)}: unsupported protocol scheme ${JSON.stringify(url.protocol.slice(0, -1))}`,
-      };
-    }
     let attempt: Attempt = { url, method, body: cfg.body === '' ? undefined : cfg.body, headers };
     try {
       let res = await sendOnce(attempt, agents.for(url, cfg), signal);
