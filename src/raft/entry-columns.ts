@@ -101,7 +101,7 @@ export class EntryColumns {
     this.dropFront(this.#length);
   }
 
-  /** Payload bytes held, counting chunk space not used yet (for tests and metrics). */
+  /** Payload bytes held, counting chunk space not used yet (what the tests check releases). */
   chunkBytes(): number {
     let n = 0;
     for (const c of this.#chunks) n += c.byteLength;

@@ -167,10 +167,7 @@ export class RaftLog {
 
   /** Entries to hand over for persisting. */
   unstableEntries(): Entry[] {
-    const out: Entry[] = [];
-    for (let i = this.stableNext; i <= this.lastIndex(); i++)
-      out.push(this.entries.at(i - this.snapshotIndex - 1, i));
-    return out;
+    return this.slice(this.stableNext, this.lastIndex() + 1, Number.POSITIVE_INFINITY) ?? [];
   }
 
   /** The driver persisted entries up to `index` (which had `term`). */
