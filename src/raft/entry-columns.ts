@@ -110,15 +110,16 @@ export class EntryColumns {
 
   #grow(): void {
     const cap = this.#terms.length * 2;
-    const grown = <T extends Float64Array | Uint8Array | Uint32Array>(a: T, make: (n: number) => T): T => {
-      const b = make(cap);
-      b.set(a);
-      return b;
-    };
-    this.#terms = grown(this.#terms, (n) => new Float64Array(n));
-    this.#types = grown(this.#types, (n) => new Uint8Array(n));
-    this.#chunkOf = grown(this.#chunkOf, (n) => new Float64Array(n));
-    this.#offsets = grown(this.#offsets, (n) => new Uint32Array(n));
-    this.#lengths = grown(this.#lengths, (n) => new Uint32Array(n));
+    this.#terms = copied(this.#terms, new Float64Array(cap));
+    this.#types = copied(this.#types, new Uint8Array(cap));
+    this.#chunkOf = copied(this.#chunkOf, new Float64Array(cap));
+    this.#offsets = copied(this.#offsets, new Uint32Array(cap));
+    this.#lengths = copied(this.#lengths, new Uint32Array(cap));
   }
+}
+
+/** `into`, holding a copy of `from` at its start. */
+function copied<T extends Float64Array | Uint8Array | Uint32Array>(from: T, into: T): T {
+  into.set(from);
+  return into;
 }
