@@ -137,11 +137,10 @@ export async function listenDns(init: DnsListenInit): Promise<DnsListeners> {
   };
   try {
     for (const host of init.hosts) {
-      const udp = await bindUdp(host, init.port);
+      const { udp, tcp } = await bindPair(host, init, stats, conns);
       udps.push(udp);
-      const port = udp.address().port;
-      const tcp = await listenTcp(host, port, init, stats, conns);
       tcps.push(tcp);
+      const port = udp.address().port;
       addresses.push(isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`);
       udp.on('message', (msg, rinfo) => {
         void handlePacket(msg, 'udp', init.respond, stats, init.logger).then((out) => {
@@ -156,6 +155,28 @@ export async function listenDns(init: DnsListenInit): Promise<DnsListeners> {
     throw err;
   }
   return { addresses, stats, close: closeAll };
+}
+
+/**
+ * A UDP socket and a TCP listener on the same port of `host`. With port 0 the kernel picks the UDP
+ * port, which some TCP socket may already hold: then both are tried again on a fresh port.
+ */
+async function bindPair(
+  host: string,
+  init: DnsListenInit,
+  stats: DnsStats,
+  conns: Set<Socket>,
+): Promise<{ udp: UdpSocket; tcp: Server }> {
+  for (let attempt = 1; ; attempt++) {
+    const udp = await bindUdp(host, init.port);
+    try {
+      return { udp, tcp: await listenTcp(host, udp.address().port, init, stats, conns) };
+    } catch (err) {
+      await new Promise<void>((r) => udp.close(() => r()));
+      const retry = init.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && attempt < 10;
+      if (!retry) throw err;
+    }
+  }
 }
 
 function bindUdp(host: string, port: number): Promise<UdpSocket> {
