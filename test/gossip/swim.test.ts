@@ -172,6 +172,43 @@ test('a probe without ack goes indirect, then suspects; the suspicion fires afte
   t.true(s.drain().events.some((e) => e.type === 'failed'));
 });
 
+test('our own failed probe of a member someone else suspects confirms it, and spreads the confirmation', (t) => {
+  const s = swim('me');
+  for (const n of ['a', 'b', 'c', 'd']) s.receive(gossip(n, [alive(n, 1)]), 0);
+  s.receive(gossip('b', [{ kind: 'suspect', name: 'a', inc: 1, by: 'b' }]), 0);
+  t.is(status(s, 'a'), 'suspect');
+  s.drain();
+  // Members other than `a` answer every probe; `a` answers nothing.
+  let now = 0;
+  let confirmation: Update | undefined;
+  while (!confirmation && now < 10_000) {
+    now = s.nextDeadline();
+    s.tick(now);
+    const out = s.drain();
+    for (const m of out.messages) {
+      if (m.message.type !== 'ping' || m.message.target === 'a') continue;
+      const from = m.message.target;
+      s.receive(
+        { type: 'ack', seq: m.message.seq, from: { name: from, addr: `${from}:8301` }, updates: [] },
+        now,
+      );
+    }
+    confirmation = out.broadcasts
+      .flatMap((b) => b.updates)
+      .find((u) => u.kind === 'suspect' && u.name === 'a');
+  }
+  t.like(confirmation, { kind: 'suspect', name: 'a', inc: 1, by: 'me' }, 'broadcast as our own suspicion');
+  t.is(s.stats().confirmations, 1);
+  // One confirmation (of k = 2 expected) cuts the timeout from its maximum.
+  const b = suspicionBounds(4, 6, 5, LAN.probeIntervalMs);
+  const deadline = suspicionTimeout(b, 1);
+  t.true(deadline < b.maxMs);
+  s.tick(deadline - 1);
+  t.is(status(s, 'a'), 'suspect');
+  s.tick(deadline);
+  t.is(status(s, 'a'), 'failed');
+});
+
 test('an acked probe clears; a ping-req is relayed and answered by ack or nack', (t) => {
   const s = swim('me');
   s.receive(gossip('a', [alive('a', 1)]), 0);

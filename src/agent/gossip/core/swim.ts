@@ -391,7 +391,10 @@ export class Swim {
         const delta = p.nacksExpected > 0 ? Math.max(0, p.nacksExpected - p.nacks) : 1;
         this.#awareness.apply(delta);
         const m = this.#members.get(p.target);
-        if (m && m.status === 'alive') {
+        // A member already suspected by someone else is suspected again: by us, that is a
+        // confirmation (memberlist's probeNode does the same), and Lifeguard needs confirmations
+        // to shorten the suspicion from its maximum toward its minimum.
+        if (m && (m.status === 'alive' || m.status === 'suspect')) {
           this.#count('probe_failures');
           this.#apply({ kind: 'suspect', name: m.name, inc: m.incarnation, by: this.#selfName }, now, true);
         }
@@ -620,7 +623,8 @@ export class Swim {
       const s = this.#suspicions.get(m.name);
       if (s && u.inc === s.incarnation && s.confirm(u.by)) {
         this.#count('confirmations');
-        this.#queue.enqueue(u);
+        if (originated) this.#originate(u);
+        else this.#queue.enqueue(u);
       }
       return;
     }
