@@ -50,6 +50,10 @@ test('suspicion timeout: starts at max, reaches min after k confirmations, never
   t.is(suspicionTimeout(b, 10), 4_000);
   t.is(suspicionBounds(4, 6, 1, 1_000).minMs, 4_000, 'log10 scale floors at 1');
   t.is(suspicionBounds(4, 6, 1_000, 1_000).minMs, 12_000);
+  // Three members: only one can confirm, so none is expected and the minimum applies at once.
+  t.is(suspicionBounds(4, 6, 3, 1_000).k, 0);
+  t.is(suspicionTimeout(suspicionBounds(4, 6, 3, 1_000), 0), 4_000);
+  t.is(suspicionBounds(4, 6, 4, 1_000).k, 2, 'four members: two others can confirm');
   const s = new Suspicion(100, b, 3, 'a');
   t.false(s.confirm('a'), 'the accuser does not confirm itself');
   t.true(s.confirm('b'));

@@ -7,7 +7,7 @@
 export interface SuspicionBounds {
   minMs: number;
   maxMs: number;
-  /** Expected confirmations (suspicionMult − 2). */
+  /** Expected confirmations: suspicionMult − 2, or 0 when fewer other members could confirm. */
   k: number;
 }
 
@@ -19,7 +19,11 @@ export function suspicionBounds(
 ): SuspicionBounds {
   const nodeScale = Math.max(1, Math.log10(Math.max(1, n)));
   const minMs = suspicionMult * nodeScale * probeIntervalMs;
-  return { minMs, maxMs: maxMult * minMs, k: Math.max(0, suspicionMult - 2) };
+  // Confirmations can only come from members other than us and the suspect: in a cluster too
+  // small to give the k expected (3 servers: one other), none is expected and the timeout is the
+  // minimum, as memberlist's suspectNode sets it.
+  const k = Math.max(0, suspicionMult - 2);
+  return { minMs, maxMs: maxMult * minMs, k: n - 2 < k ? 0 : k };
 }
 
 export function suspicionTimeout(b: SuspicionBounds, confirmations: number): number {
