@@ -6,29 +6,41 @@
 // module loads, so that a warm start takes every stripped module from the cache and never loads the
 // TypeScript parser (~120 ms). Then it points package imports at the dependency bundle that `npm ci`
 // built (src/cli/vendor.ts), when there is one that matches node_modules.
-import { spawnSync } from 'node:child_process';
-import { createRequire, enableCompileCache } from 'node:module';
+import { spawn } from 'node:child_process';
+// `node:module` as a namespace: a named import of `enableCompileCache` (Node >= 22.1) would fail to
+// link on the older Node this shim must still start on, before any of its code could re-run it.
+import * as nodeModule from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const [major, minor] = process.versions.node.split('.').map(Number);
 if (major > 22 || (major === 22 && minor >= 18)) {
-  enableCompileCache();
+  nodeModule.enableCompileCache();
   const { installVendorHook } = await import('../src/cli/vendor.ts');
   installVendorHook();
   await import(main);
 } else {
   let pinned;
   try {
-    pinned = createRequire(import.meta.url).resolve('node/bin/node');
+    pinned = nodeModule.createRequire(import.meta.url).resolve('node/bin/node');
   } catch {
     console.error(
       `meshd: needs Node >= 22.18 (this is ${process.version}); run \`npm ci\` to get the pinned Node 24`,
     );
     process.exit(1);
   }
-  const r = spawnSync(pinned, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+  // In its own process group, so that a terminal's Ctrl-C reaches it once, forwarded below, and
+  // not also directly (the agent takes a second SIGINT as "exit now, skip the graceful leave").
+  const child = spawn(pinned, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
     stdio: 'inherit',
+    detached: true,
   });
-  process.exit(r.status ?? 1);
+  // Whoever signals this process's PID (a supervisor, `kill -HUP` for a reload) means the agent.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT']) process.on(sig, () => child.kill(sig));
+  child.on('exit', (code, signal) => {
+    if (signal) {
+      process.removeAllListeners(signal);
+      process.kill(process.pid, signal);
+    } else process.exit(code ?? 1);
+  });
 }

@@ -1,7 +1,11 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { VERSION } from '../../src/version.ts';
+import { waitFor } from '../support/agent-process.ts';
 
 const run = promisify(execFile);
 const bin = new URL('../../bin/meshd.js', import.meta.url).pathname;
@@ -10,6 +14,72 @@ test('meshd version prints the version and a Node 24 runtime', async (t) => {
   const { stdout } = await run(process.execPath, [bin, 'version']);
   t.true(stdout.includes(`meshd v${VERSION}`));
   t.regex(stdout, /node v2[4-9]\./);
+});
+
+/** A `node` on PATH outside node_modules older than 22.18 (CI's system Node 20), if there is one. */
+function olderSystemNode(): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir.includes('node_modules')) continue;
+    const node = join(dir, 'node');
+    if (!existsSync(node)) continue;
+    const v = spawnSync(node, ['-p', 'process.versions.node'], { encoding: 'utf8' }).stdout.trim();
+    const [major, minor] = v.split('.').map(Number);
+    if (major < 22 || (major === 22 && minor < 18)) return node;
+  }
+  return undefined;
+}
+
+test('started by an older system Node, bin/meshd.js re-runs itself under the pinned Node 24', async (t) => {
+  const node = olderSystemNode();
+  if (!node) {
+    t.log('no node older than 22.18 on PATH here; CI runs this on its system Node 20');
+    t.pass();
+    return;
+  }
+  const { stdout } = await run(node, [bin, 'version']);
+  t.true(stdout.includes(`meshd v${VERSION}`));
+  t.regex(stdout, /node v2[4-9]\./);
+});
+
+test('under an older system Node, signals to the shim reach the agent: SIGHUP reloads, SIGTERM stops it', async (t) => {
+  const node = olderSystemNode();
+  if (!node) {
+    t.log('no node older than 22.18 on PATH here; CI runs this on its system Node 20');
+    t.pass();
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'meshd-shim-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const ip = '127.0.0.231';
+  const shim = spawn(node, [
+    bin,
+    'agent',
+    '-dev',
+    `-bind=${ip}`,
+    `-client=${ip}`,
+    '-dns-port=-1',
+    `-data-dir=${dir}`,
+  ]);
+  let out = '';
+  for (const stream of [shim.stdout, shim.stderr]) {
+    stream.on('data', (b: Buffer) => {
+      out += b.toString();
+    });
+  }
+  const exited = new Promise<number | null>((resolve) => shim.once('exit', resolve));
+  t.teardown(() => {
+    if (shim.exitCode === null) shim.kill('SIGTERM'); // forwarded: a SIGKILL would orphan the agent
+  });
+  await waitFor(
+    'the agent behind the shim to answer',
+    async () => (await fetch(`http://${ip}:8500/v1/agent/self`)).ok,
+  );
+  shim.kill('SIGHUP');
+  await waitFor('the agent to log a reload', () => /reload/i.test(out));
+  t.is(shim.exitCode, null, 'SIGHUP does not stop the shim');
+  shim.kill('SIGTERM');
+  t.is(await exited, 0);
+  await t.throwsAsync(fetch(`http://${ip}:8500/v1/agent/self`), undefined, 'the agent stopped too');
 });
 
 test('meshd --help lists the commands', async (t) => {
