@@ -29,6 +29,8 @@ const CALL_TIMEOUT_MS = 35_000;
 const BLOCKING_SLACK_MS = 15_000;
 /** Total time spent retrying one request across servers before answering "No cluster leader". */
 const RETRY_BUDGET_MS = 10_000;
+/** Longest wait between two tries of one request. */
+const MAX_RETRY_WAIT_MS = 250;
 
 function idempotent(cmd: CommandInput): boolean {
   switch (cmd.type) {
@@ -129,8 +131,11 @@ export class RemoteCatalog implements CatalogBackend {
           this.#log.debug({ server: address, err: err.message }, 'server unavailable; trying the next');
           this.#preferred++;
         }
-        // Back off a little so an election can finish: 50 ms, 100 ms, ... up to 1 s.
-        await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** Math.min(attempt, 5))));
+        // Back off a little so an election can finish: 50, 100, 200, then every 250 ms. Until the
+        // survivors of a dead leader elect another (~1-1.5 s), each forwards to the dead one and
+        // answers `unavailable`; with a backoff that grew to 1 s, a write through a client waited
+        // up to a second more after the new leader was there (2.6 s instead of 1.6 s in all).
+        await new Promise((r) => setTimeout(r, Math.min(MAX_RETRY_WAIT_MS, 50 * 2 ** Math.min(attempt, 3))));
         if (Date.now() > deadline) throw lastError;
       }
     }
