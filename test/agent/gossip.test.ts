@@ -1,6 +1,7 @@
 /**
  * Gossip membership with real agent processes on 127.0.0.10..19 (one server, nine clients, one
  * cluster key): all join through one address and see ten alive; a user event reaches every agent;
+ * each agent dials members until it has six gossip peers once the joins are over;
  * kill -9 of one is reported failed by every other agent and its catalog `serfHealth` check turns
  * critical, and force-leave then makes it left and deregistered; a graceful leave is reported left
  * and deregisters the node; an agent with another key never gets in.
@@ -86,8 +87,8 @@ test('10 agents join through one address; an event reaches all; kill -9 → fail
   t.is(seen.find((m) => m.Name === 'g5')?.Tags.role, 'node');
   t.is(seen.find((m) => m.Name === 'g5')?.Addr, hosts[5]);
   // The membership's counters are in the agent's metrics, one gauge series per stat.
-  const gossipStat = async (stat: string) => {
-    const metrics = (await (await fetch(`${agents[3].http}/v1/agent/metrics`)).json()) as {
+  const gossipStat = async (stat: string, a = agents[3]) => {
+    const metrics = (await (await fetch(`${a.http}/v1/agent/metrics`)).json()) as {
       Gauges: { Name: string; Value: number; Labels: Record<string, string> }[];
     };
     return metrics.Gauges.find((g) => g.Name === 'meshd.gossip' && g.Labels.stat === stat)?.Value;
@@ -126,6 +127,16 @@ test('10 agents join through one address; an event reaches all; kill -9 → fail
         }[];
         return events.length === 1 && events[0].ID === fired.ID;
       },
+      30_000,
+    ).catch(fail);
+  }
+
+  // Once the joins are over, every agent has dialed members until it has the six connections
+  // gossipsub broadcasts over (membership.ts defers those dials while members are joining).
+  for (const [i, a] of agents.entries()) {
+    await waitFor(
+      `${names[i]} to have 6 gossip peers`,
+      async () => ((await gossipStat('peers', a)) ?? 0) >= 6,
       30_000,
     ).catch(fail);
   }
