@@ -4,10 +4,11 @@
  * a member replaces the queued one. Entries sit in buckets by transmit count, so taking a few is
  * cheap even with thousands queued (a mass join).
  *
- * Unlike memberlist's, a transmission counts only toward a recipient that has not had the update
- * from us yet, so in a small cluster the limit is not spent resending an update to a member that
- * already had it. Each message also takes no more than a byte budget of updates, so that it stays
- * one UDP packet.
+ * Unlike memberlist's, one recipient gets an update at most `perRecipient` times, so in a large
+ * cluster the limit is not spent resending to a member that already had it; in a small one (the
+ * limit above the number of other members) each gets it more than once, as memberlist's random
+ * picks would, so that one lost packet does not lose the update for that member. Each message also
+ * takes no more than a byte budget of updates, so that it stays one UDP packet.
  */
 
 import type { Update } from './types.ts';
@@ -16,8 +17,8 @@ interface Entry {
   update: Update;
   /** Its size on the wire (JSON bytes), for the piggyback byte budget. */
   bytes: number;
-  /** Recipients this version of the update went to. */
-  sentTo: Set<string>;
+  /** Recipients this version of the update went to, and how many times. */
+  sentTo: Map<string, number>;
 }
 
 /** Entries looked at per `take` that the recipient already had, before giving up (bounds the cost). */
@@ -32,7 +33,7 @@ export class BroadcastQueue {
   enqueue(update: Update): void {
     const at = this.#where.get(update.name);
     if (at !== undefined) this.#buckets[at].delete(update.name);
-    this.#bucket(0).set(update.name, { update, bytes: updateBytes(update), sentTo: new Set() });
+    this.#bucket(0).set(update.name, { update, bytes: updateBytes(update), sentTo: new Map() });
     this.#where.set(update.name, 0);
   }
 
@@ -42,10 +43,17 @@ export class BroadcastQueue {
 
   /**
    * Up to `max` updates of at most `maxBytes` in all to piggyback on a message to `to`, least-sent
-   * first, skipping those `to` already had from us; each counts a transmission, and one sent
-   * `limit` times leaves the queue. An update larger than `maxBytes` goes alone when it comes first.
+   * first, skipping those `to` already had `perRecipient` times from us; each counts a transmission,
+   * and one sent `limit` times leaves the queue. An update larger than `maxBytes` goes alone when it
+   * comes first.
    */
-  take(max: number, limit: number, to: string, maxBytes = Number.POSITIVE_INFINITY): Update[] {
+  take(
+    max: number,
+    limit: number,
+    to: string,
+    maxBytes = Number.POSITIVE_INFINITY,
+    perRecipient = 1,
+  ): Update[] {
     const out: Update[] = [];
     const moves: [string, Entry, number][] = [];
     let skips = 0;
@@ -53,7 +61,7 @@ export class BroadcastQueue {
     scan: for (let t = 0; t < this.#buckets.length && out.length < max; t++) {
       for (const [name, entry] of this.#buckets[t]) {
         const tooBig = bytes + entry.bytes > maxBytes && out.length > 0;
-        if (entry.sentTo.has(to) || tooBig) {
+        if ((entry.sentTo.get(to) ?? 0) >= perRecipient || tooBig) {
           if (++skips >= SKIP_BUDGET) break scan;
           continue;
         }
@@ -68,7 +76,7 @@ export class BroadcastQueue {
       if (t + 1 >= limit) {
         this.#where.delete(name);
       } else {
-        entry.sentTo.add(to);
+        entry.sentTo.set(to, (entry.sentTo.get(to) ?? 0) + 1);
         this.#bucket(t + 1).set(name, entry);
         this.#where.set(name, t + 1);
       }

@@ -790,10 +790,19 @@ export class Swim {
     now: number,
     onlyWithUpdates = false,
   ): void {
-    // Transmissions count per distinct recipient, so no more than there are other live members.
+    // memberlist's transmit limit, spread over the other members: once each in a large cluster,
+    // more than once each in a small one (3 members: twice), where a refutation that reached a
+    // member only once was lost with that one packet, and the member declared the refuter failed.
     const live = this.#liveCount();
-    const limit = Math.max(1, Math.min(retransmitLimit(this.#cfg.retransmitMult, live), live - 1));
-    const updates = this.#queue.take(this.#cfg.maxPiggyback, limit, to, this.#cfg.maxPiggybackBytes);
+    const limit = Math.max(1, retransmitLimit(this.#cfg.retransmitMult, live));
+    const perRecipient = Math.ceil(limit / Math.max(1, live - 1));
+    const updates = this.#queue.take(
+      this.#cfg.maxPiggyback,
+      Math.min(limit, perRecipient * Math.max(1, live - 1)),
+      to,
+      this.#cfg.maxPiggybackBytes,
+      perRecipient,
+    );
     if (onlyWithUpdates && updates.length === 0) return;
     this.#out.push({ to, message: this.#message(body, updates) });
     void now;
