@@ -798,7 +798,7 @@ export class Swim {
     const perRecipient = Math.ceil(limit / Math.max(1, live - 1));
     const updates = this.#queue.take(
       this.#cfg.maxPiggyback,
-      Math.min(limit, perRecipient * Math.max(1, live - 1)),
+      limit,
       to,
       this.#cfg.maxPiggybackBytes,
       perRecipient,
