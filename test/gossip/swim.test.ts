@@ -445,31 +445,49 @@ test('piggybacked updates stay within the byte budget of one packet; one larger 
   );
 });
 
-test('a member we do not know talking to us starts a push-pull with it, at most one per 5 s', (t) => {
+test('a member we do not know talking to us gets a push-pull unless it becomes known within 2 s; at most one per 5 s', (t) => {
   const s = swim('me');
+  const pushPullsTo = (now: number) => {
+    s.tick(now);
+    return s
+      .drain()
+      .messages.filter((m) => m.message.type === 'push-pull')
+      .map((m) => m.to);
+  };
   s.receive(
     { type: 'ping', seq: 1, target: 'me', from: { name: 'ghost', addr: 'ghost:8301' }, updates: [] },
     0,
   );
   const out = s.drain().messages;
   t.true(out.some((m) => m.to === 'ghost:8301' && m.message.type === 'ack'));
-  t.true(out.some((m) => m.to === 'ghost:8301' && m.message.type === 'push-pull'));
+  t.false(
+    out.some((m) => m.message.type === 'push-pull'),
+    'not at once: its join may be on its way',
+  );
+  t.true(s.nextDeadline() <= 2_000, 'wakes up when the grace ends');
+  t.deepEqual(pushPullsTo(1_999), []);
+  t.deepEqual(pushPullsTo(2_000), ['ghost:8301'], 'still unknown after 2 s');
+  // Another stranger within 5 s of that push-pull: rate-limited.
   s.receive(
     { type: 'ping', seq: 2, target: 'me', from: { name: 'ghost2', addr: 'ghost2:8301' }, updates: [] },
-    1_000,
+    2_500,
   );
-  t.false(
-    s.drain().messages.some((m) => m.message.type === 'push-pull'),
-    'rate-limited',
-  );
+  t.deepEqual(pushPullsTo(4_500), [], 'rate-limited');
+  // One that becomes known (its join's broadcast arrives) within its grace gets none.
   s.receive(
-    { type: 'ping', seq: 3, target: 'me', from: { name: 'ghost2', addr: 'ghost2:8301' }, updates: [] },
-    6_000,
+    { type: 'ping', seq: 3, target: 'me', from: { name: 'late', addr: 'late:8301' }, updates: [] },
+    10_000,
   );
-  t.true(s.drain().messages.some((m) => m.message.type === 'push-pull'));
+  s.receive(gossip('a', [alive('late', 1)]), 10_500, false);
+  t.deepEqual(pushPullsTo(12_000), [], 'known by then');
+  s.receive(
+    { type: 'ping', seq: 4, target: 'me', from: { name: 'ghost3', addr: 'ghost3:8301' }, updates: [] },
+    13_000,
+  );
+  t.deepEqual(pushPullsTo(15_000), ['ghost3:8301']);
   // A broadcast relayed from a member we do not know is no reason: it did not talk to us.
-  s.receive(gossip('ghost3', []), 20_000, false);
-  t.false(s.drain().messages.some((m) => m.message.type === 'push-pull'));
+  s.receive(gossip('ghost4', []), 20_000, false);
+  t.deepEqual(pushPullsTo(23_000), []);
   t.is(s.stats().stranger_push_pulls, 2);
 });
 

@@ -55,6 +55,15 @@ interface Relay {
 const REAP_CHECK_MS = 1_000;
 /** Least time between two push-pulls started because an unknown member spoke to us. */
 const STRANGER_PUSH_PULL_MS = 5_000;
+/**
+ * How long an unknown member that spoke to us has to become known (through the broadcast of its
+ * join) before we push-pull with it. In a mass join most strangers are members that joined through
+ * the seed a moment after us, and the seed's broadcast is on its way: a push-pull (a new libp2p
+ * connection, ~40 ms of CPU) would only race it.
+ */
+const STRANGER_GRACE_MS = 2_000;
+/** Strangers waiting out their grace at once; more are ignored until one is done. */
+const MAX_PENDING_STRANGERS = 16;
 
 export class Swim {
   readonly #cfg: SwimConfig;
@@ -81,6 +90,8 @@ export class Swim {
   #nextProbeAt: number;
   #nextGossipAt: number;
   #nextStrangerPushPullAt = 0;
+  /** Unknown members that spoke to us: name → their address and the end of their grace. */
+  readonly #strangers = new Map<string, { addr: string; at: number }>();
   #nextPushPullAt: number;
   #nextReconnectAt: number;
   #nextReapAt: number;
@@ -217,7 +228,8 @@ export class Swim {
   /**
    * One message in. `direct`: it came straight from its sender (a packet or a frame); false for a
    * broadcast (gossipsub), which may have been relayed by anyone. A direct message from a member
-   * we do not know means we missed its join: it starts a push-pull with it.
+   * we do not know means we may have missed its join: unless it becomes known within a grace
+   * period, a push-pull with it follows.
    */
   receive(message: GossipMessage, now: number, direct = true): void {
     if (message.from.name === this.#selfName) {
@@ -226,7 +238,10 @@ export class Swim {
     }
     for (const u of message.updates) this.#apply(u, now, false);
     if (direct && message.type !== 'push-pull' && !this.#members.has(message.from.name)) {
-      this.#meetStranger(message.from.addr, now);
+      const { name, addr } = message.from;
+      if (!this.#strangers.has(name) && this.#strangers.size < MAX_PENDING_STRANGERS) {
+        this.#strangers.set(name, { addr, at: now + STRANGER_GRACE_MS });
+      }
     }
     switch (message.type) {
       case 'ping':
@@ -264,6 +279,7 @@ export class Swim {
   }
 
   tick(now: number): void {
+    this.#meetStrangers(now);
     this.#expireProbes(now);
     this.#expireRelays(now);
     this.#expireSuspicions(now);
@@ -297,6 +313,7 @@ export class Swim {
     for (const p of this.#probes.values()) at = Math.min(at, p.indirect ? p.endAt : p.timeoutAt);
     for (const r of this.#relays.values()) at = Math.min(at, r.nackAt);
     for (const s of this.#suspicions.values()) at = Math.min(at, s.deadline());
+    for (const s of this.#strangers.values()) at = Math.min(at, s.at);
     return at;
   }
 
@@ -435,10 +452,19 @@ export class Swim {
   }
 
   /**
-   * A member we do not know talks to us: we missed at least its alive, likely more (a lost join
-   * answer, a partition). A push-pull with it repairs that now instead of at the next periodic one;
-   * at most one per {@link STRANGER_PUSH_PULL_MS}, as it carries the whole state.
+   * A member we do not know talked to us and is still unknown after its grace
+   * ({@link STRANGER_GRACE_MS}): we missed at least its alive, likely more (a lost join answer, a
+   * partition). A push-pull with it repairs that now instead of at the next periodic one; at most
+   * one per {@link STRANGER_PUSH_PULL_MS}, as it carries the whole state.
    */
+  #meetStrangers(now: number): void {
+    for (const [name, s] of this.#strangers) {
+      if (now < s.at) continue;
+      this.#strangers.delete(name);
+      if (!this.#members.has(name)) this.#meetStranger(s.addr, now);
+    }
+  }
+
   #meetStranger(addr: string, now: number): void {
     if (this.#leaving || now < this.#nextStrangerPushPullAt) return;
     this.#nextStrangerPushPullAt = now + STRANGER_PUSH_PULL_MS;
