@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { VERSION } from '../../src/version.ts';
 import { waitFor } from '../support/agent-process.ts';
 
@@ -29,25 +29,29 @@ function olderSystemNode(): string | undefined {
   return undefined;
 }
 
-test('started by an older system Node, bin/meshd.js re-runs itself under the pinned Node 24', async (t) => {
-  const node = olderSystemNode();
-  if (!node) {
+/** Looked up once for the file: each candidate costs a node start. */
+const OLDER_NODE = olderSystemNode();
+
+/** The older system node, or undefined after passing `t` with a note that there is none here. */
+function olderNodeOrPass(t: ExecutionContext): string | undefined {
+  if (!OLDER_NODE) {
     t.log('no node older than 22.18 on PATH here; CI runs this on its system Node 20');
     t.pass();
-    return;
   }
+  return OLDER_NODE;
+}
+
+test('started by an older system Node, bin/meshd.js re-runs itself under the pinned Node 24', async (t) => {
+  const node = olderNodeOrPass(t);
+  if (!node) return;
   const { stdout } = await run(node, [bin, 'version']);
   t.true(stdout.includes(`meshd v${VERSION}`));
   t.regex(stdout, /node v2[4-9]\./);
 });
 
 test('under an older system Node, signals to the shim reach the agent: SIGHUP reloads, SIGTERM stops it', async (t) => {
-  const node = olderSystemNode();
-  if (!node) {
-    t.log('no node older than 22.18 on PATH here; CI runs this on its system Node 20');
-    t.pass();
-    return;
-  }
+  const node = olderNodeOrPass(t);
+  if (!node) return;
   const dir = mkdtempSync(join(tmpdir(), 'meshd-shim-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const ip = '127.0.0.231';
