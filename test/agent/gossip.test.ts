@@ -1,7 +1,7 @@
 /**
  * Gossip membership with real agent processes on 127.0.0.10..19 (one server, nine clients, one
  * cluster key): all join through one address and see ten alive; a user event reaches every agent;
- * each agent dials members until it has six gossip peers once the joins are over;
+ * each agent dials members until it has six gossip peers;
  * kill -9 of one is reported failed by every other agent and its catalog `serfHealth` check turns
  * critical, and force-leave then makes it left and deregistered; a graceful leave is reported left
  * and deregisters the node; an agent with another key never gets in.
@@ -131,8 +131,7 @@ test('10 agents join through one address; an event reaches all; kill -9 → fail
     ).catch(fail);
   }
 
-  // Once the joins are over, every agent has dialed members until it has the six connections
-  // gossipsub broadcasts over (membership.ts defers those dials while members are joining).
+  // Every agent dials members until it has the six connections gossipsub broadcasts over.
   for (const [i, a] of agents.entries()) {
     await waitFor(
       `${names[i]} to have 6 gossip peers`,
