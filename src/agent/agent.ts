@@ -96,16 +96,15 @@ export class Agent {
         clusterSize: () => membership.members().filter((m) => m.status === 'alive').length,
       }),
     });
-    const topic = eventsTopic(init.config.datacenter);
     this.events = new UserEvents(
       {
         nodeName: () => init.config.nodeName,
         services: () =>
           this.local.state.services().map((v) => ({ name: v.service.Service, tags: v.service.Tags })),
       },
-      (bytes) => membership.publish(topic, bytes),
+      (json) => membership.sendUserMessage(json),
     );
-    membership.onTopic(topic, (bytes) => this.events.receive(bytes));
+    membership.onUserMessage((json) => this.events.receive(json));
     const events = this.events;
     const serfLan = init.config.ports.serfLan;
     this.gossip = {
@@ -142,46 +141,43 @@ export class Agent {
       if (dataDir) cleanups.push(await lockDataDir(dataDir));
       const nodeId = await resolveNodeId(dataDir, config.nodeId);
       if (config.pidFile) cleanups.push(await writePidFile(config.pidFile));
-      const membership = await Membership.start(
-        {
-          nodeName: config.nodeName,
+      const membership = await Membership.start({
+        nodeName: config.nodeName,
+        nodeId,
+        datacenter: config.datacenter,
+        bind: config.bindAddr,
+        advertise: config.advertiseAddr,
+        port: config.ports.serfLan,
+        encrypt: config.encrypt,
+        dataDir,
+        tags: agentTags({
           nodeId,
           datacenter: config.datacenter,
-          bind: config.bindAddr,
-          advertise: config.advertiseAddr,
-          port: config.ports.serfLan,
-          encrypt: config.encrypt,
-          dataDir,
-          tags: agentTags({
-            nodeId,
-            datacenter: config.datacenter,
-            server: config.server,
-            bootstrap: config.bootstrap,
-            bootstrapExpect: config.bootstrapExpect,
-            serverPort: config.ports.server,
+          server: config.server,
+          bootstrap: config.bootstrap,
+          bootstrapExpect: config.bootstrapExpect,
+          serverPort: config.ports.server,
+        }),
+        profile: config.gossip.profile,
+        overrides: {
+          ...(config.gossip.gossipNodes !== undefined && { gossipNodes: config.gossip.gossipNodes }),
+          ...(config.gossip.gossipIntervalMs !== undefined && {
+            gossipIntervalMs: config.gossip.gossipIntervalMs,
           }),
-          profile: config.gossip.profile,
-          overrides: {
-            ...(config.gossip.gossipNodes !== undefined && { gossipNodes: config.gossip.gossipNodes }),
-            ...(config.gossip.gossipIntervalMs !== undefined && {
-              gossipIntervalMs: config.gossip.gossipIntervalMs,
-            }),
-            ...(config.gossip.probeIntervalMs !== undefined && {
-              probeIntervalMs: config.gossip.probeIntervalMs,
-            }),
-            ...(config.gossip.probeTimeoutMs !== undefined && {
-              probeTimeoutMs: config.gossip.probeTimeoutMs,
-            }),
-            ...(config.gossip.retransmitMult !== undefined && {
-              retransmitMult: config.gossip.retransmitMult,
-            }),
-            ...(config.gossip.suspicionMult !== undefined && { suspicionMult: config.gossip.suspicionMult }),
-            reconnectTimeoutMs: config.reconnectTimeoutMs,
-          },
-          logger,
+          ...(config.gossip.probeIntervalMs !== undefined && {
+            probeIntervalMs: config.gossip.probeIntervalMs,
+          }),
+          ...(config.gossip.probeTimeoutMs !== undefined && {
+            probeTimeoutMs: config.gossip.probeTimeoutMs,
+          }),
+          ...(config.gossip.retransmitMult !== undefined && {
+            retransmitMult: config.gossip.retransmitMult,
+          }),
+          ...(config.gossip.suspicionMult !== undefined && { suspicionMult: config.gossip.suspicionMult }),
+          reconnectTimeoutMs: config.reconnectTimeoutMs,
         },
-        [eventsTopic(config.datacenter)],
-      );
+        logger,
+      });
       cleanups.push(() => membership.stop());
       if (dataDir) cleanups.push(await keepPeerSnapshot(membership, dataDir, config, logger));
       let agentRef: Agent | undefined;
@@ -339,11 +335,6 @@ export class Agent {
     })();
     return this.#stopping;
   }
-}
-
-/** The gossipsub topic of a datacenter's user events. */
-function eventsTopic(datacenter: string): string {
-  return `meshd/${datacenter}/events/1`;
 }
 
 /**

@@ -498,7 +498,7 @@ test('force-leave asks gossip to mark a member left (prune forgets it); never th
 
 test('events: fire keeps the event locally and publishes it; list filters by name and blocks on the index', async (t) => {
   const gossip = new FakeGossip();
-  const published: Uint8Array[] = [];
+  const published: string[] = [];
   (gossip as { events: UserEvents }).events = new UserEvents(
     { nodeName: () => 'node1', services: () => [{ name: 'web', tags: ['v1'] }] },
     (b) => published.push(b),

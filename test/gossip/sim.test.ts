@@ -7,6 +7,7 @@
 import test from 'ava';
 import { pushPullInterval } from '../../src/agent/gossip/core/config.ts';
 import { suspicionBounds } from '../../src/agent/gossip/core/suspicion.ts';
+import { MAX_USER_MESSAGE_LENGTH } from '../../src/agent/gossip/core/types.ts';
 import { GossipSim } from '../sim/gossip-sim.ts';
 
 /** Join convergence must take at most this many probe periods per doubling of the cluster. */
@@ -21,6 +22,16 @@ function massJoin(sim: GossipSim, spreadMs = 1_000): void {
 }
 
 const converged = (sim: GossipSim) => () => sim.live().every((n) => n.view.size === sim.live().length);
+
+/** A mass join on a lossy network: a lost join answer is retried, as -retry-join would (the sim's join tries once). */
+function joinDespiteLoss(sim: GossipSim): boolean {
+  massJoin(sim);
+  for (let tries = 0; tries < 5 && !sim.run(sim.now + 10_000, converged(sim)); tries++) {
+    for (let i = 1; i < sim.nodes.length; i++)
+      if (sim.nodes[i].view.size < sim.nodes.length) sim.start(i, [0]);
+  }
+  return sim.run(sim.now + 60_000, converged(sim));
+}
 
 /**
  * The detection bound for a killed member: some member probes it within a few probe intervals,
@@ -113,12 +124,7 @@ for (const n of [2, 3]) {
     let suspicions = 0;
     for (let seed = 1; seed <= 30; seed++) {
       const sim = new GossipSim({ n, seed, loss: 0.05, delayMs: [1, 20] });
-      massJoin(sim);
-      // A lost join answer is retried, as -retry-join would (the sim's join tries once).
-      for (let tries = 0; tries < 5 && !sim.run(sim.now + 10_000, converged(sim)); tries++) {
-        for (let i = 1; i < n; i++) if (sim.nodes[i].view.size < n) sim.start(i, [0]);
-      }
-      t.true(converged(sim)(), `joined at seed ${seed}`);
+      t.true(joinDespiteLoss(sim), `joined at seed ${seed}`);
       sim.run(sim.now + 10 * 60_000);
       t.deepEqual(sim.failures, [], `no false failure at seed ${seed}`);
       suspicions += sim.suspicions.length;
@@ -182,4 +188,85 @@ test('the same seed replays the same run exactly', (t) => {
   const a = run();
   t.true(a.length > 40 * 39);
   t.deepEqual(run(), a);
+});
+
+/** Members (other than `sender`) whose core delivered `body`, and whether each did so exactly once. */
+function deliveries(sim: GossipSim, body: string, sender: number): { reached: number; once: boolean } {
+  let reached = 0;
+  let once = true;
+  for (const n of sim.live()) {
+    if (n.index === sender) continue;
+    const copies = n.userDelivered.filter((b) => b === body).length;
+    if (copies > 0) reached++;
+    if (copies > 1) once = false;
+  }
+  return { reached, once };
+}
+
+test('N=100 without broadcasts, 5% loss: a user message reaches every member once by piggybacking alone', (t) => {
+  const sim = new GossipSim({ n: 100, seed: 21, loss: 0.05, delayMs: [1, 20], broadcasts: false });
+  t.true(joinDespiteLoss(sim), 'converged');
+  const sentAt = sim.now;
+  sim.sendUser(17, '{"event":"deploy"}');
+  const everyone = () => deliveries(sim, '{"event":"deploy"}', 17).reached === 99;
+  // Each member that hears it queues it like an update: an epidemic of gossip rounds, O(log N).
+  t.true(sim.run(sentAt + 20 * sim.config.gossipIntervalMs, everyone), 'every member got it');
+  t.log(`all 99 others had it after ${(sim.now - sentAt).toFixed(0)} ms`);
+  sim.run(sim.now + 60_000);
+  t.true(deliveries(sim, '{"event":"deploy"}', 17).once, 'nobody got it twice');
+  t.deepEqual(sim.nodes[17].userDelivered, [], 'the sender is not handed its own message');
+});
+
+test('a member cut off while a user message spread gets it from a push-pull after the heal; a copy is refused', (t) => {
+  const sim = new GossipSim({ n: 20, seed: 22, broadcasts: false });
+  massJoin(sim);
+  t.true(sim.run(sim.now + 60_000, converged(sim)), 'converged');
+  sim.partition([[5], sim.nodes.map((n) => n.index).filter((i) => i !== 5)]);
+  sim.sendUser(0, 'missed');
+  // Long enough for the piggyback queues to drain (a few gossip rounds), short of a suspicion.
+  sim.run(sim.now + 2_000);
+  t.is(deliveries(sim, 'missed', 0).reached, 18, 'all but the cut-off member have it');
+  t.deepEqual(sim.nodes[5].userDelivered, []);
+  sim.heal();
+  const c = sim.config;
+  t.true(
+    sim.run(
+      sim.now + 3 * pushPullInterval(c.pushPullIntervalMs, 20),
+      () => sim.nodes[5].userDelivered.length > 0,
+    ),
+    'repaired by a push-pull',
+  );
+  t.deepEqual(sim.nodes[5].userDelivered, ['missed']);
+  t.true((sim.nodes[5].swim?.stats().user_repaired ?? 0) >= 1);
+  t.false(
+    sim.nodes[3].swim?.sendUser('missed', sim.now),
+    'a copy of a message heard lately is not sent again',
+  );
+});
+
+test('a member that joins after a user message is not replayed it, and gets the next one', (t) => {
+  const sim = new GossipSim({ n: 11, seed: 23 });
+  sim.start(0);
+  for (let i = 1; i < 10; i++) sim.start(i, [0]);
+  const ten = () => sim.live().every((n) => n.view.size === 10);
+  t.true(sim.run(sim.now + 60_000, ten), 'ten converged');
+  sim.sendUser(3, 'before');
+  sim.run(sim.now + 5_000);
+  t.is(deliveries(sim, 'before', 3).reached, 9);
+  sim.start(10, [0]);
+  t.true(sim.run(sim.now + 60_000, converged(sim)), 'the eleventh joined');
+  // Several push-pulls later (each hands out the recent messages), still nothing old.
+  sim.run(sim.now + 4 * sim.config.pushPullIntervalMs);
+  t.deepEqual(sim.nodes[10].userDelivered, [], 'no replay of the past to a joiner');
+  sim.sendUser(3, 'after');
+  t.true(sim.run(sim.now + 5_000, () => sim.nodes[10].userDelivered.includes('after')));
+});
+
+test('a user message too long for the wire is refused, not queued', (t) => {
+  const sim = new GossipSim({ n: 3, seed: 24 });
+  massJoin(sim);
+  t.true(sim.run(sim.now + 30_000, converged(sim)));
+  t.false(sim.nodes[0].swim?.sendUser('x'.repeat(MAX_USER_MESSAGE_LENGTH + 1), sim.now));
+  t.false(sim.nodes[0].swim?.sendUser('', sim.now));
+  t.is(sim.nodes[0].swim?.stats()['dropped.user_size'], 2);
 });

@@ -81,25 +81,26 @@ test('awareness scales timeouts within [1, max] and the profiles and scaling fol
 });
 
 test('the broadcast queue sends each update a limited number of times, least-sent first, each time to a new recipient; newer replaces older', (t) => {
-  const q = new BroadcastQueue();
+  const q = new BroadcastQueue<Update>((u) => u.name);
   q.enqueue(alive('a', 1));
   q.enqueue(alive('b', 1));
   q.enqueue(alive('a', 2));
   t.is(q.size, 2);
-  const first = q.take(1, 2, 'p');
+  const take = (max: number, limit: number, to: string) => q.take(to, { max, limit }).items;
+  const first = take(1, 2, 'p');
   t.is(first.length, 1);
-  const second = q.take(1, 2, 'q');
+  const second = take(1, 2, 'q');
   t.not(first[0].name, second[0].name, 'the unsent one goes next');
-  t.deepEqual(q.take(5, 2, 'p'), [second[0]], 'p already had the first one: only the other');
-  t.deepEqual(q.take(5, 2, 'p'), [], 'nothing new for p');
-  t.deepEqual(q.take(5, 2, 'r'), [first[0]]);
+  t.deepEqual(take(5, 2, 'p'), [second[0]], 'p already had the first one: only the other');
+  t.deepEqual(take(5, 2, 'p'), [], 'nothing new for p');
+  t.deepEqual(take(5, 2, 'r'), [first[0]]);
   t.is(q.size, 0, 'each was sent to two recipients: gone');
   q.enqueue(alive('a', 3));
-  t.deepEqual(q.take(5, 3, 'p'), [alive('a', 3)], 'a newer version goes to a recipient of the older one');
+  t.deepEqual(take(5, 3, 'p'), [alive('a', 3)], 'a newer version goes to a recipient of the older one');
   // In a small cluster one recipient may get an update more than once (perRecipient), up to the limit.
-  const small = new BroadcastQueue();
+  const small = new BroadcastQueue<Update>((u) => u.name);
   small.enqueue(alive('a', 1));
-  const twice = (to: string) => small.take(5, 4, to, Number.POSITIVE_INFINITY, 2).length;
+  const twice = (to: string) => small.take(to, { max: 5, limit: 4, perRecipient: 2 }).items.length;
   t.deepEqual([twice('p'), twice('p'), twice('p')], [1, 1, 0], 'p gets it twice, not a third time');
   t.deepEqual([twice('q'), twice('q')], [1, 1], 'q twice too');
   t.is(small.size, 0, 'four transmissions: gone');
@@ -418,7 +419,7 @@ test('gossip rounds go to random members, heard from directly or not; a probe go
 });
 
 test('piggybacked updates stay within the byte budget of one packet; one larger update goes alone', (t) => {
-  const q = new BroadcastQueue();
+  const q = new BroadcastQueue<Update>((u) => u.name);
   const big = (name: string, bytes: number): Update => ({
     kind: 'alive',
     name,
@@ -428,21 +429,23 @@ test('piggybacked updates stay within the byte budget of one packet; one larger 
     inc: 1,
   });
   for (let i = 0; i < 20; i++) q.enqueue(big(`n${i}`, 200));
-  const first = q.take(24, 3, 'a', 1_000);
-  const size = first.reduce((sum, u) => sum + JSON.stringify(u).length + 1, 0);
-  t.true(first.length >= 3 && size <= 1_000, `${first.length} updates, ${size} bytes`);
-  const lone = new BroadcastQueue();
-  lone.enqueue(big('huge', 5_000));
-  lone.enqueue(big('small', 10));
-  t.deepEqual(
-    lone.take(24, 3, 'a', 1_000).map((u) => u.name),
-    ['huge'],
-    'an update over the budget is not starved: it goes on a message of its own',
-  );
-  t.deepEqual(
-    lone.take(24, 3, 'a', 1_000).map((u) => u.name),
-    ['small'],
-  );
+  const first = q.take('a', { max: 24, limit: 3, maxBytes: 1_000 });
+  const size = first.items.reduce((sum, u) => sum + JSON.stringify(u).length + 1, 0);
+  t.true(first.items.length >= 3 && size <= 1_000, `${first.items.length} updates, ${size} bytes`);
+  t.is(first.bytes, size, 'take reports the bytes it took');
+  const queueOfTwo = () => {
+    const lone = new BroadcastQueue<Update>((u) => u.name);
+    lone.enqueue(big('huge', 5_000));
+    lone.enqueue(big('small', 10));
+    return (oversizeAlone?: boolean) =>
+      lone.take('a', { max: 24, limit: 3, maxBytes: 1_000, oversizeAlone }).items.map((u) => u.name);
+  };
+  const names = queueOfTwo();
+  t.deepEqual(names(), ['huge'], 'an update over the budget is not starved: it goes on a message of its own');
+  t.deepEqual(names(), ['small']);
+  const waiting = queueOfTwo();
+  t.deepEqual(waiting(false), ['small'], 'without oversizeAlone, one over the budget waits');
+  t.deepEqual(waiting(false), [], 'and keeps waiting');
 });
 
 test('a member we do not know talking to us gets a push-pull unless it becomes known within 2 s; at most one per 5 s', (t) => {

@@ -2,7 +2,7 @@
 
 import test from 'ava';
 import fc from 'fast-check';
-import type { GossipMessage } from '../../src/agent/gossip/core/types.ts';
+import { type GossipMessage, MAX_USER_MESSAGE_LENGTH } from '../../src/agent/gossip/core/types.ts';
 import {
   decodeMessage,
   encodeMessage,
@@ -26,10 +26,27 @@ const samples: GossipMessage[] = [
     updates: [{ kind: 'dead', name: 'd', inc: 1, by: 'a' }],
   },
   { type: 'gossip', from, updates: [] },
+  { type: 'gossip', from, updates: [], user: ['{"ID":"e1"}', 'two'] },
+  {
+    type: 'push-pull',
+    seq: 6,
+    join: false,
+    reply: true,
+    state: [],
+    recent: [{ body: '{"ID":"e1"}', ageMs: 1_500 }],
+    from,
+    updates: [],
+    user: ['x'],
+  },
 ];
 
 test('every message type round-trips', (t) => {
   for (const m of samples) t.deepEqual(decodeMessage(encodeMessage(m)), m);
+});
+
+test('fields a later agent adds are dropped, not the message (how user and recent stay compatible)', (t) => {
+  const later = { v: 1, type: 'ping', seq: 1, target: 'b', from, updates: [], somethingNew: [1, 2] };
+  t.deepEqual(decodeMessage(new TextEncoder().encode(JSON.stringify(later))), samples[0]);
 });
 
 test('garbage, other versions, wrong types and oversize frames are refused with a one-line reason', (t) => {
@@ -43,6 +60,26 @@ test('garbage, other versions, wrong types and oversize frames are refused with 
     [enc({ v: 1, type: 'gossip', from, updates: [{ kind: 'alive', name: 'x', inc: 1 }] }), /updates\.0/],
     [enc({ v: 1, type: 'gossip', from: { name: 'x'.repeat(300), addr: 'a:1' }, updates: [] }), /from\.name/],
     [new Uint8Array(MAX_FRAME_BYTES + 1), /exceeds/],
+    [enc({ v: 1, type: 'gossip', from, updates: [], user: [''] }), /user\.0/],
+    [
+      enc({ v: 1, type: 'gossip', from, updates: [], user: ['x'.repeat(MAX_USER_MESSAGE_LENGTH + 1)] }),
+      /user\.0/,
+    ],
+    [enc({ v: 1, type: 'gossip', from, updates: [], user: 'x' }), /user/],
+    [
+      enc({
+        v: 1,
+        type: 'push-pull',
+        seq: 1,
+        join: false,
+        reply: false,
+        state: [],
+        from,
+        updates: [],
+        recent: [{ body: 'x', ageMs: -1 }],
+      }),
+      /recent\.0\.ageMs/,
+    ],
   ];
   for (const [bytes, re] of cases) {
     const err = t.throws(() => decodeMessage(bytes), { instanceOf: GossipWireError });

@@ -1,7 +1,8 @@
 /**
  * A deterministic simulator for the gossip core: N {@link Swim} members on a simulated network
  * with per-message loss, delay jitter, partitions, killed and paused processes. Gossipsub
- * broadcasts are modelled as one delivery to every other member, each subject to the same loss.
+ * broadcasts (of updates and of user messages) are modelled as one delivery to every other
+ * member, each subject to the same loss.
  *
  * Everything random comes from one seeded PRNG and time is virtual, so a seed replays exactly;
  * `trace` records every membership event for that purpose.
@@ -34,6 +35,8 @@ interface Node {
   paused: boolean;
   /** Deliveries held while paused (TCP buffers them), delivered at resume. */
   held: { message: GossipMessage; direct: boolean }[];
+  /** User messages this node's core delivered, in order. */
+  userDelivered: string[];
   wakeAt: number;
   /** This node's view: names it holds alive or suspect. */
   view: Set<string>;
@@ -41,7 +44,8 @@ interface Node {
 
 type SimEvent =
   | { at: number; seq: number; kind: 'wake'; node: number }
-  | { at: number; seq: number; kind: 'deliver'; node: number; message: GossipMessage; direct: boolean };
+  | { at: number; seq: number; kind: 'deliver'; node: number; message: GossipMessage; direct: boolean }
+  | { at: number; seq: number; kind: 'deliver-user'; node: number; body: string };
 
 /** A binary min-heap of events by (at, seq): equal times run in scheduling order. */
 class EventHeap {
@@ -131,6 +135,7 @@ export class GossipSim {
         killed: false,
         paused: false,
         held: [],
+        userDelivered: [],
         wakeAt: Number.POSITIVE_INFINITY,
         view: new Set(),
       };
@@ -145,6 +150,7 @@ export class GossipSim {
     node.killed = false;
     node.paused = false;
     node.held = [];
+    node.userDelivered = [];
     node.view = new Set([node.name]);
     node.swim = new Swim({
       self: { name: node.name, id: `id-${i}`, addr: node.addr, meta: { role: 'node' } },
@@ -157,6 +163,25 @@ export class GossipSim {
         seeds.map((s) => this.nodes[s].addr),
         this.now,
       );
+    this.#flush(node);
+  }
+
+  /** Member i sends a user message: into its core, and broadcast (when broadcasts are on). */
+  sendUser(i: number, body: string): void {
+    const node = this.nodes[i];
+    if (!node.swim?.sendUser(body, this.now)) return;
+    if (this.#opts.broadcasts !== false) {
+      for (const to of this.nodes) {
+        if (to === node || !to.swim || !this.#pass(node, to)) continue;
+        this.#heap.push({
+          at: this.#arrival(),
+          seq: this.#seq++,
+          kind: 'deliver-user',
+          node: to.index,
+          body,
+        });
+      }
+    }
     this.#flush(node);
   }
 
@@ -223,6 +248,14 @@ export class GossipSim {
       else this.#deliver(node, e.message, e.direct);
       return;
     }
+    if (e.kind === 'deliver-user') {
+      // (A paused member's broadcast is lost rather than held: the rarer case, and also best effort.)
+      if (!node.paused) {
+        node.swim.receiveUser(e.body, this.now);
+        this.#flush(node);
+      }
+      return;
+    }
     if (e.at !== node.wakeAt) return; // superseded
     node.wakeAt = Number.POSITIVE_INFINITY;
     if (!node.paused) this.#tickIfDue(node);
@@ -253,19 +286,34 @@ export class GossipSim {
       }
       set.add(to.index);
     }
-    if (!this.#reachable(from.index, to.index) || this.rng.next() < (this.#opts.loss ?? 0)) {
-      this.dropped++;
-      return;
-    }
+    if (!this.#pass(from, to)) return;
+    this.#heap.push({
+      at: this.#arrival(),
+      seq: this.#seq++,
+      kind: 'deliver',
+      node: to.index,
+      message,
+      direct,
+    });
+  }
+
+  /** Whether one message from `from` gets through to `to` (partitions, then random loss). */
+  #pass(from: Node, to: Node): boolean {
+    if (this.#reachable(from.index, to.index) && this.rng.next() >= (this.#opts.loss ?? 0)) return true;
+    this.dropped++;
+    return false;
+  }
+
+  #arrival(): number {
     const [lo, hi] = this.#opts.delayMs ?? [1, 5];
-    const at = this.now + lo + this.rng.next() * (hi - lo);
-    this.#heap.push({ at, seq: this.#seq++, kind: 'deliver', node: to.index, message, direct });
+    return this.now + lo + this.rng.next() * (hi - lo);
   }
 
   #flush(node: Node): void {
     const swim = node.swim;
     if (!swim) return;
-    const { messages, broadcasts, events } = swim.drain();
+    const { messages, broadcasts, events, user } = swim.drain();
+    node.userDelivered.push(...user);
     for (const m of messages) {
       const to = this.#byAddr.get(m.to);
       if (to) this.#send(node, to, m.message, true);

@@ -4,7 +4,10 @@
  * - probes, acks, ping-reqs and gossip go as UDP packets, push-pull (full state, joins) and any
  *   message too large for a packet over libp2p TCP, as memberlist splits them;
  * - a few connections are kept open to random members so that gossipsub has a mesh to spread
- *   broadcasts (user events, state changes) over;
+ *   broadcasts (user messages, state changes) over;
+ * - user messages (the agent's user events) go both ways at once: over gossipsub, which is fast
+ *   where its mesh reaches, and through the core (piggybacked on SWIM's packets, repaired by
+ *   push-pull), which reaches every member whatever its connections, as Serf's events do;
  * - every input (a frame, a broadcast, a timer, a join, a leave) goes into the core, then
  *   {@link Membership.#flush} sends what it queued and hands its events to listeners;
  * - one timer is kept armed for the core's next deadline;
@@ -45,6 +48,9 @@ export interface MembershipInit {
   overrides?: Partial<SwimConfig>;
   logger: Logger;
 }
+
+const encoder = new TextEncoder();
+const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Consul's join error text for an address that did not answer. */
 export class JoinError extends Error {
@@ -111,27 +117,37 @@ export class Membership {
   readonly #host: GossipHost;
   readonly #log: Logger;
   readonly #membersTopic: string;
+  readonly #userTopic: string;
   readonly #listeners = new Set<Listener>();
   readonly #joinWaiters = new Map<string, Set<(r: Error | number) => void>>();
-  readonly #topicHandlers = new Map<string, (bytes: Uint8Array) => void>();
+  #userHandler: ((body: string) => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
   #peersTimer: NodeJS.Timeout | undefined;
   #timerAt = Number.POSITIVE_INFINITY;
   #stopped = false;
   #left = false;
-  readonly counters = { malformed: 0 };
+  readonly counters = { malformed: 0, userMalformed: 0 };
 
-  private constructor(swim: Swim, host: GossipHost, membersTopic: string, logger: Logger) {
+  private constructor(
+    swim: Swim,
+    host: GossipHost,
+    topics: { members: string; user: string },
+    logger: Logger,
+  ) {
     this.#swim = swim;
     this.#host = host;
-    this.#membersTopic = membersTopic;
+    this.#membersTopic = topics.members;
+    this.#userTopic = topics.user;
     this.#log = logger;
   }
 
   /** Starts the host (binding the gossip port) and the protocol; joins nobody yet. */
-  static async start(init: MembershipInit, extraTopics: string[] = []): Promise<Membership> {
+  static async start(init: MembershipInit): Promise<Membership> {
     const log = init.logger.child({ component: 'gossip' });
-    const membersTopic = `meshd/${init.datacenter}/members/1`;
+    const topics = {
+      members: `meshd/${init.datacenter}/members/1`,
+      user: `meshd/${init.datacenter}/events/1`,
+    };
     const host = await startGossipHost({
       bind: init.bind,
       port: init.port,
@@ -141,7 +157,7 @@ export class Membership {
       privateKey: await loadOrCreateIdentity(init.dataDir),
       maxFrameBytes: MAX_FRAME_BYTES,
       logger: log,
-      topics: [membersTopic, ...extraTopics],
+      topics: [topics.members, topics.user],
     });
     const self: MemberInfo = { name: init.nodeName, id: init.nodeId, addr: host.addr, meta: init.tags };
     const swim = new Swim({
@@ -150,11 +166,11 @@ export class Membership {
       random: Math.random,
       now: performance.now(),
     });
-    const m = new Membership(swim, host, membersTopic, log);
+    const m = new Membership(swim, host, topics, log);
     host.onMessage((bytes, via) => m.#receive(bytes, via));
     host.onTopicMessage((topic, bytes) => {
-      if (topic === membersTopic) m.#receive(bytes, undefined);
-      else m.#topicHandlers.get(topic)?.(bytes);
+      if (topic === topics.members) m.#receive(bytes, undefined);
+      else if (topic === topics.user) m.#receiveUser(bytes);
     });
     host.onUnreachable((addr) => m.#unreachable(addr));
     m.#peersTimer = setInterval(() => m.#keepBroadcastPeers(), BROADCAST_PEERS_CHECK_MS);
@@ -182,7 +198,12 @@ export class Membership {
   }
 
   stats(): Record<string, number> {
-    return { ...this.#swim.stats(), ...this.#host.stats(), 'dropped.undecodable': this.counters.malformed };
+    return {
+      ...this.#swim.stats(),
+      ...this.#host.stats(),
+      'dropped.undecodable': this.counters.malformed,
+      'dropped.user_undecodable': this.counters.userMalformed,
+    };
   }
 
   /** Listens to membership changes; returns the unsubscribe function. */
@@ -191,13 +212,20 @@ export class Membership {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Receives the frames published on `topic` (e.g. user events); the host joined it at start. */
-  onTopic(topic: string, handler: (bytes: Uint8Array) => void): void {
-    this.#topicHandlers.set(topic, handler);
+  /**
+   * Sends a user message to every member, at most `MAX_USER_MESSAGE_LENGTH` (core/types.ts) long;
+   * a copy of one sent or heard lately is not sent again. Delivery is best effort.
+   */
+  sendUserMessage(body: string): void {
+    if (this.#stopped) return;
+    if (!this.#swim.sendUser(body, performance.now())) return;
+    this.#host.publish(this.#userTopic, encoder.encode(body));
+    this.#flush();
   }
 
-  publish(topic: string, bytes: Uint8Array): void {
-    this.#host.publish(topic, bytes);
+  /** Receives every user message of another member, once (the first copy to arrive by any path). */
+  onUserMessage(handler: (body: string) => void): void {
+    this.#userHandler = handler;
   }
 
   /**
@@ -338,6 +366,19 @@ export class Membership {
     this.#flush();
   }
 
+  #receiveUser(bytes: Uint8Array): void {
+    if (this.#stopped) return;
+    let body: string;
+    try {
+      body = utf8.decode(bytes);
+    } catch {
+      this.counters.userMalformed++;
+      return;
+    }
+    this.#swim.receiveUser(body, performance.now());
+    this.#flush();
+  }
+
   #unreachable(addr: string): void {
     if (this.#stopped) return;
     const waiters = this.#joinWaiters.get(addr);
@@ -375,7 +416,7 @@ export class Membership {
   /** Sends what the core queued, delivers its events, re-arms the timer for its next deadline. */
   #flush(): void {
     if (this.#stopped) return;
-    const { messages, broadcasts, events } = this.#swim.drain();
+    const { messages, broadcasts, events, user } = this.#swim.drain();
     for (const m of messages) {
       const bytes = encodeMessage(m.message);
       // Push-pull (whole state, and a join's answer) goes over TCP, as memberlist's does; the rest
@@ -406,6 +447,13 @@ export class Membership {
         } catch (err) {
           this.#log.error({ err }, 'membership listener failed');
         }
+      }
+    }
+    for (const body of user) {
+      try {
+        this.#userHandler?.(body);
+      } catch (err) {
+        this.#log.error({ err }, 'user message handler failed');
       }
     }
     const at = this.#swim.nextDeadline();

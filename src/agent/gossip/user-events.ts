@@ -1,6 +1,7 @@
 /**
  * Consul's user events (`/v1/event/fire`, `/v1/event/list`, `meshd event`, `meshd watch
- * -type=event`): fire-and-forget messages to every agent of the datacenter, over gossipsub.
+ * -type=event`): fire-and-forget messages to every agent of the datacenter, sent as the gossip
+ * membership's user messages (gossipsub, and piggybacked on SWIM with push-pull repair).
  *
  * - Each agent keeps the last {@link EVENT_BUFFER} events it accepted (Consul keeps 256), in
  *   arrival order, and drops any ID it has already seen, so an event is delivered once however
@@ -10,7 +11,8 @@
  *   the filters exclude does not keep the event.
  * - The list's index is derived from the last event's ID as Consul does (`uuidToUint64`), so
  *   blocking clients see it change with each new event.
- * - Delivery is best effort, as in Consul: nothing is persisted or replayed to a late joiner.
+ * - Delivery is best effort, as in Consul: nothing is persisted or replayed to a late joiner
+ *   (the membership delivers an event it missed only if it fired after this agent joined).
  */
 
 import { randomUUID } from 'node:crypto';
@@ -90,14 +92,15 @@ export interface FireRequest {
 
 export class UserEvents {
   readonly #local: LocalView;
-  readonly #publish: (bytes: Uint8Array) => void;
+  readonly #publish: (json: string) => void;
   readonly #buffer: UserEvent[] = [];
   readonly #seen = new Set<string>();
   readonly #waiters = new Set<() => void>();
   #clock = 0;
   readonly counters = { received: 0, duplicate: 0, malformed: 0, filtered: 0 };
 
-  constructor(local: LocalView, publish: (bytes: Uint8Array) => void) {
+  /** `publish`: sends an event's JSON to every other agent. */
+  constructor(local: LocalView, publish: (json: string) => void) {
     this.#local = local;
     this.#publish = publish;
   }
@@ -133,16 +136,16 @@ export class UserEvents {
       LTime: ++this.#clock,
     };
     const { Version: _v, ...rest } = event;
-    this.#publish(new TextEncoder().encode(JSON.stringify({ v: 1, ...rest })));
+    this.#publish(JSON.stringify({ v: 1, ...rest }));
     this.#accept(event);
     return event;
   }
 
-  /** A frame from the events topic. Anything malformed is dropped and counted. */
-  receive(bytes: Uint8Array): void {
+  /** An event's JSON from another agent. Anything malformed is dropped and counted. */
+  receive(json: string): void {
     let parsed: z.infer<typeof wireSchema>;
     try {
-      parsed = wireSchema.parse(JSON.parse(new TextDecoder().decode(bytes)));
+      parsed = wireSchema.parse(JSON.parse(json));
     } catch {
       this.counters.malformed++;
       return;

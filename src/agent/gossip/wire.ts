@@ -6,13 +6,16 @@
  */
 
 import { z } from 'zod';
-import type { GossipMessage } from './core/types.ts';
+import { type GossipMessage, MAX_USER_MESSAGE_LENGTH } from './core/types.ts';
 
 export const WIRE_VERSION = 1;
 /** Largest frame: a push-pull of a few thousand members with their tags fits. */
 export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
 const MAX_MEMBERS = 20_000;
 const MAX_UPDATES = 256;
+/** User messages on one message, and in one push-pull (the core sends at most 64, USER_RECENT). */
+const MAX_USER = 64;
+const MAX_RECENT = 256;
 
 export class GossipWireError extends Error {
   override name = 'GossipWireError';
@@ -33,10 +36,15 @@ const update = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('left'), name, inc }),
 ]);
 
+const userBody = z.string().min(1).max(MAX_USER_MESSAGE_LENGTH);
+
+// `user` and `recent` came after the first release of version 1: optional, and an agent that
+// predates them drops them as unknown fields (zod objects strip those) rather than the message.
 const base = {
   v: z.literal(WIRE_VERSION),
   from: z.object({ name, addr }),
   updates: z.array(update).max(MAX_UPDATES),
+  user: z.array(userBody).max(MAX_USER).optional(),
 };
 
 const message = z.discriminatedUnion('type', [
@@ -51,6 +59,10 @@ const message = z.discriminatedUnion('type', [
     join: z.boolean(),
     reply: z.boolean(),
     state: z.array(update).max(MAX_MEMBERS),
+    recent: z
+      .array(z.object({ body: userBody, ageMs: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER) }))
+      .max(MAX_RECENT)
+      .optional(),
   }),
   z.object({ ...base, type: z.literal('gossip') }),
 ]);

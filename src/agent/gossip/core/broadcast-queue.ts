@@ -9,32 +9,53 @@
  * limit above the number of other members) each gets it more than once, as memberlist's random
  * picks would, so that one lost packet does not lose the update for that member. Each message also
  * takes no more than a byte budget of updates, so that it stays one UDP packet.
+ *
+ * Generic over what it carries: membership updates (keyed by member name) and user messages
+ * (keyed by themselves) each have a queue.
  */
 
-import type { Update } from './types.ts';
-
-interface Entry {
-  update: Update;
+interface Entry<T> {
+  update: T;
   /** Its size on the wire (JSON bytes), for the piggyback byte budget. */
   bytes: number;
   /** Recipients this version of the update went to, and how many times. */
   sentTo: Map<string, number>;
 }
 
+export interface TakeLimits {
+  /** Most items. */
+  max: number;
+  /** An item sent this many times in all leaves the queue. */
+  limit: number;
+  /** Most bytes in all. @default Infinity */
+  maxBytes?: number;
+  /** Most times one recipient gets an item. @default 1 */
+  perRecipient?: number;
+  /** An item larger than `maxBytes` on its own may go when it comes first. @default true */
+  oversizeAlone?: boolean;
+}
+
 /** Entries looked at per `take` that the recipient already had, before giving up (bounds the cost). */
 const SKIP_BUDGET = 256;
 
-export class BroadcastQueue {
-  /** buckets[t]: name → entry sent t times. */
-  readonly #buckets: Map<string, Entry>[] = [];
-  /** name → its bucket index. */
+export class BroadcastQueue<T> {
+  readonly #keyOf: (item: T) => string;
+  /** buckets[t]: key → entry sent t times. */
+  readonly #buckets: Map<string, Entry<T>>[] = [];
+  /** key → its bucket index. */
   readonly #where = new Map<string, number>();
 
-  enqueue(update: Update): void {
-    const at = this.#where.get(update.name);
-    if (at !== undefined) this.#buckets[at].delete(update.name);
-    this.#bucket(0).set(update.name, { update, bytes: updateBytes(update), sentTo: new Map() });
-    this.#where.set(update.name, 0);
+  /** `keyOf`: items with one key replace each other (a newer update about the same member). */
+  constructor(keyOf: (item: T) => string) {
+    this.#keyOf = keyOf;
+  }
+
+  enqueue(update: T): void {
+    const key = this.#keyOf(update);
+    const at = this.#where.get(key);
+    if (at !== undefined) this.#buckets[at].delete(key);
+    this.#bucket(0).set(key, { update, bytes: jsonBytes(update), sentTo: new Map() });
+    this.#where.set(key, 0);
   }
 
   get size(): number {
@@ -42,25 +63,25 @@ export class BroadcastQueue {
   }
 
   /**
-   * Up to `max` updates of at most `maxBytes` in all to piggyback on a message to `to`, least-sent
-   * first, skipping those `to` already had `perRecipient` times from us; each counts a transmission,
-   * and one sent `limit` times leaves the queue. An update larger than `maxBytes` goes alone when it
-   * comes first.
+   * Items to piggyback on a message to `to`, least-sent first, within `limits`, skipping those `to`
+   * already had `perRecipient` times from us; each counts a transmission, and one sent `limit` times
+   * leaves the queue. Returns them with their size in bytes.
    */
-  take(
-    max: number,
-    limit: number,
-    to: string,
-    maxBytes = Number.POSITIVE_INFINITY,
-    perRecipient = 1,
-  ): Update[] {
-    const out: Update[] = [];
-    const moves: [string, Entry, number][] = [];
+  take(to: string, limits: TakeLimits): { items: T[]; bytes: number } {
+    const {
+      max,
+      limit,
+      maxBytes = Number.POSITIVE_INFINITY,
+      perRecipient = 1,
+      oversizeAlone = true,
+    } = limits;
+    const out: T[] = [];
+    const moves: [string, Entry<T>, number][] = [];
     let skips = 0;
     let bytes = 0;
     scan: for (let t = 0; t < this.#buckets.length && out.length < max; t++) {
       for (const [name, entry] of this.#buckets[t]) {
-        const tooBig = bytes + entry.bytes > maxBytes && out.length > 0;
+        const tooBig = bytes + entry.bytes > maxBytes && (out.length > 0 || !oversizeAlone);
         if ((entry.sentTo.get(to) ?? 0) >= perRecipient || tooBig) {
           if (++skips >= SKIP_BUDGET) break scan;
           continue;
@@ -81,10 +102,10 @@ export class BroadcastQueue {
         this.#where.set(name, t + 1);
       }
     }
-    return out;
+    return { items: out, bytes };
   }
 
-  #bucket(t: number): Map<string, Entry> {
+  #bucket(t: number): Map<string, Entry<T>> {
     while (this.#buckets.length <= t) this.#buckets.push(new Map());
     return this.#buckets[t];
   }
@@ -92,7 +113,7 @@ export class BroadcastQueue {
 
 const encoder = new TextEncoder();
 
-/** UTF-8 bytes of the update as JSON, plus its separator in the array. */
-export function updateBytes(u: Update): number {
-  return encoder.encode(JSON.stringify(u)).length + 1;
+/** UTF-8 bytes of an item as JSON, plus its separator in the array. */
+export function jsonBytes(item: unknown): number {
+  return encoder.encode(JSON.stringify(item)).length + 1;
 }

@@ -12,6 +12,11 @@
  * - Dissemination: updates ride on every message (transmit-limited queue), a gossip round pushes
  *   them to a few random members, a periodic push-pull exchanges full state, and every change this
  *   member originates is also handed out as a broadcast (gossipsub in the agent).
+ * - User messages (Serf's user events; opaque bodies): every member that hears one for the first
+ *   time queues it for piggybacking like an update (Serf rebroadcasts them the same way) and keeps
+ *   it for a while to hand out in push-pulls, which repair what a member missed. One heard only in
+ *   a push-pull is delivered if the sender first heard it after we joined: a joiner is not replayed
+ *   the past, as in Consul.
  * - Lifecycle (Serf's): failed members are retried (push-pull) every reconnect interval and reaped
  *   after the reconnect timeout; left members are reaped after the tombstone timeout.
  * - Conflicts: an alive for a known name with another node ID is refused while the known member is
@@ -23,14 +28,16 @@ import { BroadcastQueue } from './broadcast-queue.ts';
 import { pushPullInterval, retransmitLimit, type SwimConfig } from './config.ts';
 import { RandomSet } from './random-set.ts';
 import { Suspicion, suspicionBounds } from './suspicion.ts';
-import type {
-  GossipMessage,
-  Member,
-  MemberInfo,
-  MembershipEvent,
-  Outgoing,
-  Sender,
-  Update,
+import {
+  type GossipMessage,
+  MAX_USER_MESSAGE_LENGTH,
+  type Member,
+  type MemberInfo,
+  type MembershipEvent,
+  type Outgoing,
+  type RecentUserMessage,
+  type Sender,
+  type Update,
 } from './types.ts';
 
 interface Probe {
@@ -64,6 +71,11 @@ const STRANGER_PUSH_PULL_MS = 5_000;
 const STRANGER_GRACE_MS = 2_000;
 /** Strangers waiting out their grace at once; more are ignored until one is done. */
 const MAX_PENDING_STRANGERS = 16;
+/** User messages remembered to tell a new one from a copy (longer than they stay recent). */
+const USER_SEEN = 1_024;
+/** User messages handed out in push-pulls: at most this many, heard at most this long ago. */
+export const USER_RECENT = 64;
+export const USER_RECENT_MS = 5 * 60_000;
 
 export class Swim {
   readonly #cfg: SwimConfig;
@@ -71,7 +83,14 @@ export class Swim {
   readonly #selfName: string;
   readonly #members = new Map<string, Member>();
   readonly #suspicions = new Map<string, Suspicion>();
-  readonly #queue = new BroadcastQueue();
+  readonly #queue = new BroadcastQueue<Update>((u) => u.name);
+  readonly #userQueue = new BroadcastQueue<string>((body) => body);
+  /** User messages heard, oldest first (bounded: {@link USER_SEEN}). */
+  readonly #userSeen = new Set<string>();
+  /** The last user messages heard and when, oldest first (for push-pulls). */
+  #userRecent: { body: string; at: number }[] = [];
+  /** When this member first knew another: user messages heard before are not its to deliver. */
+  #clusterSince: number | undefined;
   readonly #awareness: Awareness;
   readonly #probes = new Map<number, Probe>();
   readonly #relays = new Map<number, Relay>();
@@ -98,6 +117,8 @@ export class Swim {
   #out: Outgoing[] = [];
   #broadcasts: GossipMessage[] = [];
   #events: MembershipEvent[] = [];
+  /** User messages heard for the first time, by any path, since the last drain. */
+  #userHeard: string[] = [];
 
   constructor(init: { self: MemberInfo; config: SwimConfig; random: () => number; now: number }) {
     this.#cfg = init.config;
@@ -226,6 +247,19 @@ export class Swim {
   }
 
   /**
+   * A user message from this member to all: queued for piggybacking and push-pulls (the caller
+   * also broadcasts it). False, and nothing sent, when it is a copy of one heard or too long.
+   */
+  sendUser(body: string, now: number): boolean {
+    return this.#hearUser(body, now, false);
+  }
+
+  /** A user message that arrived outside the core (a broadcast); delivered if new. */
+  receiveUser(body: string, now: number): boolean {
+    return this.#hearUser(body, now, true);
+  }
+
+  /**
    * One message in. `direct`: it came straight from its sender (a packet or a frame); false for a
    * broadcast (gossipsub), which may have been relayed by anyone. A direct message from a member
    * we do not know means we may have missed its join: unless it becomes known within a grace
@@ -237,6 +271,7 @@ export class Swim {
       return;
     }
     for (const u of message.updates) this.#apply(u, now, false);
+    if (message.user) for (const body of message.user) this.#hearUser(body, now, true);
     if (direct && message.type !== 'push-pull' && !this.#members.has(message.from.name)) {
       const { name, addr } = message.from;
       if (!this.#strangers.has(name) && this.#strangers.size < MAX_PENDING_STRANGERS) {
@@ -309,7 +344,7 @@ export class Swim {
     let at = Math.min(this.#nextProbeAt, this.#nextPushPullAt, this.#nextReconnectAt, this.#nextReapAt);
     // A gossip round with nothing queued sends nothing: no need to wake up for it (an idle agent
     // would otherwise wake five times a second for nothing).
-    if (this.#queue.size > 0) at = Math.min(at, this.#nextGossipAt);
+    if (this.#queue.size + this.#userQueue.size > 0) at = Math.min(at, this.#nextGossipAt);
     for (const p of this.#probes.values()) at = Math.min(at, p.indirect ? p.endAt : p.timeoutAt);
     for (const r of this.#relays.values()) at = Math.min(at, r.nackAt);
     for (const s of this.#suspicions.values()) at = Math.min(at, s.deadline());
@@ -317,11 +352,17 @@ export class Swim {
     return at;
   }
 
-  drain(): { messages: Outgoing[]; broadcasts: GossipMessage[]; events: MembershipEvent[] } {
-    const out = { messages: this.#out, broadcasts: this.#broadcasts, events: this.#events };
+  drain(): { messages: Outgoing[]; broadcasts: GossipMessage[]; events: MembershipEvent[]; user: string[] } {
+    const out = {
+      messages: this.#out,
+      broadcasts: this.#broadcasts,
+      events: this.#events,
+      user: this.#userHeard,
+    };
     this.#out = [];
     this.#broadcasts = [];
     this.#events = [];
+    this.#userHeard = [];
     return out;
   }
 
@@ -441,7 +482,7 @@ export class Swim {
   // ---- dissemination ----
 
   #gossip(now: number): void {
-    if (this.#queue.size === 0) return;
+    if (this.#queue.size + this.#userQueue.size === 0) return;
     const ok = (m: Member) =>
       m.status === 'alive' ||
       m.status === 'suspect' ||
@@ -488,7 +529,14 @@ export class Swim {
   #pushPull(addr: string, now: number): void {
     this.#send(
       addr,
-      { type: 'push-pull', seq: ++this.#seq, join: false, reply: false, state: this.#fullState() },
+      {
+        type: 'push-pull',
+        seq: ++this.#seq,
+        join: false,
+        reply: false,
+        state: this.#fullState(),
+        ...this.#recentUser(now),
+      },
       now,
     );
   }
@@ -497,6 +545,7 @@ export class Swim {
     if (m.reply) {
       const addr = this.#pendingJoins.get(m.seq);
       this.#merge(m.state, now, false);
+      this.#mergeRecentUser(m.recent, now);
       if (addr !== undefined) {
         this.#pendingJoins.delete(m.seq);
         this.#events.push({ type: 'join-ack', addr, members: m.state.length });
@@ -505,11 +554,71 @@ export class Swim {
     }
     // Merge first, so the answer carries any refutation it caused.
     this.#merge(m.state, now, m.join);
+    this.#mergeRecentUser(m.recent, now);
     this.#send(
       m.from.addr,
-      { type: 'push-pull', seq: m.seq, join: m.join, reply: true, state: this.#fullState() },
+      {
+        type: 'push-pull',
+        seq: m.seq,
+        join: m.join,
+        reply: true,
+        state: this.#fullState(),
+        ...this.#recentUser(now),
+      },
       now,
     );
+  }
+
+  // ---- user messages ----
+
+  /**
+   * A user message heard (or sent, `deliver` false): the first time, it is remembered, queued for
+   * piggybacking and, unless it is our own, delivered. True if it was new.
+   */
+  #hearUser(body: string, now: number, deliver: boolean): boolean {
+    if (body.length === 0 || body.length > MAX_USER_MESSAGE_LENGTH) {
+      this.#count('dropped.user_size');
+      return false;
+    }
+    if (!this.#markUserSeen(body)) return false;
+    this.#userQueue.enqueue(body);
+    this.#userRecent.push({ body, at: now });
+    if (this.#userRecent.length > USER_RECENT) this.#userRecent.shift();
+    if (deliver) this.#userHeard.push(body);
+    return true;
+  }
+
+  /** True when `body` was not seen before (and is now). */
+  #markUserSeen(body: string): boolean {
+    if (this.#userSeen.has(body)) return false;
+    this.#userSeen.add(body);
+    if (this.#userSeen.size > USER_SEEN)
+      this.#userSeen.delete(this.#userSeen.values().next().value as string);
+    return true;
+  }
+
+  /** The recent user messages to put in a push-pull (none: the field is left out). */
+  #recentUser(now: number): { recent?: RecentUserMessage[] } {
+    while (this.#userRecent.length > 0 && now - this.#userRecent[0].at > USER_RECENT_MS)
+      this.#userRecent.shift();
+    if (this.#userRecent.length === 0) return {};
+    return { recent: this.#userRecent.map((r) => ({ body: r.body, ageMs: Math.round(now - r.at) })) };
+  }
+
+  /**
+   * A push-pull's recent user messages: one the sender first heard after we joined is one we
+   * missed (delivered now); an older one predates us (only remembered, so that no later copy
+   * delivers it either).
+   */
+  #mergeRecentUser(recent: RecentUserMessage[] | undefined, now: number): void {
+    if (!recent) return;
+    for (const r of recent) {
+      if (this.#clusterSince !== undefined && now - r.ageMs > this.#clusterSince) {
+        if (this.#hearUser(r.body, now, true)) this.#count('user_repaired');
+      } else {
+        this.#markUserSeen(r.body);
+      }
+    }
   }
 
   /**
@@ -588,6 +697,7 @@ export class Swim {
     if (!m) {
       const fresh: Member = { ...this.#infoOf(u), status: 'alive', incarnation: u.inc, statusSince: now };
       this.#add(fresh);
+      this.#clusterSince ??= now;
       // A newcomer goes to a random place in the probe order, so it is probed within a round.
       const at =
         this.#probeIndex + Math.floor(this.#random() * (this.#probeList.length - this.#probeIndex + 1));
@@ -822,15 +932,23 @@ export class Swim {
     const live = this.#liveCount();
     const limit = Math.max(1, retransmitLimit(this.#cfg.retransmitMult, live));
     const perRecipient = Math.ceil(limit / Math.max(1, live - 1));
-    const updates = this.#queue.take(
-      this.#cfg.maxPiggyback,
-      limit,
-      to,
-      this.#cfg.maxPiggybackBytes,
-      perRecipient,
-    );
-    if (onlyWithUpdates && updates.length === 0) return;
-    this.#out.push({ to, message: this.#message(body, updates) });
+    const maxBytes = this.#cfg.maxPiggybackBytes;
+    const updates = this.#queue.take(to, { max: this.#cfg.maxPiggyback, limit, maxBytes, perRecipient });
+    // User messages get what room the updates left (all of it, when there are none).
+    const user =
+      this.#userQueue.size > 0 && updates.bytes < maxBytes
+        ? this.#userQueue.take(to, {
+            max: this.#cfg.maxPiggyback - updates.items.length,
+            limit,
+            maxBytes: maxBytes - updates.bytes,
+            perRecipient,
+            oversizeAlone: updates.items.length === 0,
+          }).items
+        : [];
+    if (onlyWithUpdates && updates.items.length === 0 && user.length === 0) return;
+    const message = this.#message(body, updates.items);
+    if (user.length > 0) message.user = user;
+    this.#out.push({ to, message });
     void now;
   }
 }

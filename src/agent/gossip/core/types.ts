@@ -28,6 +28,19 @@ export type MembershipEvent =
   | { type: 'join-ack'; addr: string; members: number };
 
 /**
+ * Longest user message (Serf's user events, opaque to the core), in UTF-16 units as JSON strings
+ * count them. A user event is at most 512 bytes of name, payload and filters (Consul's limit), so
+ * its JSON stays far below this even with every character escaped.
+ */
+export const MAX_USER_MESSAGE_LENGTH = 8_192;
+
+/** A user message in a push-pull: how long ago the sender first heard it decides whether to deliver it. */
+export interface RecentUserMessage {
+  body: string;
+  ageMs: number;
+}
+
+/**
  * A statement about one member at one incarnation. `by` names who declared a suspicion or a
  * failure (distinct declarers confirm a suspicion).
  */
@@ -46,6 +59,8 @@ interface Base {
   from: Sender;
   /** Piggybacked updates. */
   updates: Update[];
+  /** Piggybacked user messages (absent when none: agents before it ignore the field). */
+  user?: string[];
 }
 
 export type GossipMessage =
@@ -53,7 +68,15 @@ export type GossipMessage =
   | (Base & { type: 'ack'; seq: number })
   | (Base & { type: 'nack'; seq: number })
   | (Base & { type: 'ping-req'; seq: number; target: string; targetAddr: string })
-  | (Base & { type: 'push-pull'; seq: number; join: boolean; reply: boolean; state: Update[] })
+  | (Base & {
+      type: 'push-pull';
+      seq: number;
+      join: boolean;
+      reply: boolean;
+      state: Update[];
+      /** The sender's recent user messages, so that one a member missed is repaired. */
+      recent?: RecentUserMessage[];
+    })
   | (Base & { type: 'gossip' });
 
 export interface Outgoing {
