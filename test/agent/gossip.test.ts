@@ -1,7 +1,7 @@
 /**
  * Gossip membership with real agent processes on 127.0.0.10..19 (one server, nine clients, one
  * cluster key): all join through one address and see ten alive; a user event reaches every agent;
- * each agent dials members until it has six gossip peers;
+ * each agent dials members until it has six gossip peers once the joins are over;
  * kill -9 of one is reported failed by every other agent and its catalog `serfHealth` check turns
  * critical, and force-leave then makes it left and deregistered; a graceful leave is reported left
  * and deregisters the node; an agent with another key never gets in.
@@ -112,7 +112,8 @@ test('10 agents join through one address; an event reaches all; kill -9 → fail
     30_000,
   ).catch(fail);
 
-  // A user event fired on one agent reaches every agent once.
+  // A user event fired on one agent reaches every agent once, right after the join: while the
+  // agents have not dialed their gossipsub peers yet, piggybacking on SWIM's packets carries it.
   const fired = (await (
     await fetch(`${agents[4].http}/v1/event/fire/deploy`, { method: 'PUT', body: 'v2' })
   ).json()) as {
@@ -131,7 +132,8 @@ test('10 agents join through one address; an event reaches all; kill -9 → fail
     ).catch(fail);
   }
 
-  // Every agent dials members until it has the six connections gossipsub broadcasts over.
+  // Once the joins are over, every agent has dialed members until it has the six connections
+  // gossipsub broadcasts over (membership.ts defers those dials while members are joining).
   for (const [i, a] of agents.entries()) {
     await waitFor(
       `${names[i]} to have 6 gossip peers`,
