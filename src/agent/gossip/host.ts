@@ -45,13 +45,17 @@ import type {
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { ping } from '@libp2p/ping';
 import { preSharedKey } from '@libp2p/pnet';
-import { type TCPSocketOptions, tcp } from '@libp2p/tcp';
+import type { TCPSocketOptions } from '@libp2p/tcp';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import type { Logger } from 'pino';
 import { VERSION } from '../../version.ts';
+import { batchedTcp } from './batched-tcp.ts';
 import { noiseCrypto } from './noise-crypto.ts';
 import { PacketCodec } from './packet.ts';
+import { installHalfWindowUpdates } from './yamux-window-updates.ts';
+
+installHalfWindowUpdates();
 
 /** The stream protocol of direct gossip frames. */
 export const GOSSIP_PROTOCOL = '/meshd/gossip/1.0.0';
@@ -443,7 +447,7 @@ class Libp2pGossipHost implements GossipHost {
         // Only the advertise address.
         announceFilter: () => [multiaddr(`/ip${advFamily}/${advertise}/tcp/${listenPort}/p2p/${self}`)],
       },
-      transports: [tcp({ dialOpts })],
+      transports: [batchedTcp({ dialOpts })],
       connectionProtector: psk ? preSharedKey({ psk }) : undefined,
       connectionEncrypters: [noise({ crypto: noiseCrypto })],
       streamMuxers: [
