@@ -1,7 +1,9 @@
 /** The gossip wire format: round trips, and garbage of every kind refused with one clear error. */
 
+import { isDeepStrictEqual } from 'node:util';
 import test from 'ava';
 import fc from 'fast-check';
+import { z } from 'zod';
 import { type GossipMessage, MAX_USER_MESSAGE_LENGTH } from '../../src/agent/gossip/core/types.ts';
 import {
   decodeMessage,
@@ -117,4 +119,173 @@ test('fuzz: random and mutated frames never throw anything but GossipWireError',
     { numRuns: 2_000 },
   );
   t.pass();
+});
+
+/** The zod schema the hand-written validator replaced: the reference it must agree with. */
+function referenceSchema() {
+  const name = z.string().min(1).max(256);
+  const addr = z.string().min(3).max(300);
+  const count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+  const meta = z
+    .record(z.string().max(128), z.string().max(512))
+    .refine((m) => Object.keys(m).length <= 64, { message: 'more than 64 tags' });
+  const update = z.discriminatedUnion('kind', [
+    z.object({ kind: z.literal('alive'), name, id: z.string().max(64), addr, meta, inc: count }),
+    z.object({ kind: z.literal('suspect'), name, inc: count, by: name }),
+    z.object({ kind: z.literal('dead'), name, inc: count, by: name }),
+    z.object({ kind: z.literal('left'), name, inc: count }),
+  ]);
+  const body = z.string().min(1).max(MAX_USER_MESSAGE_LENGTH);
+  const base = {
+    v: z.literal(1),
+    from: z.object({ name, addr }),
+    updates: z.array(update).max(256),
+    user: z.array(body).max(64).optional(),
+  };
+  return z.discriminatedUnion('type', [
+    z.object({ ...base, type: z.literal('ping'), seq: count, target: name }),
+    z.object({ ...base, type: z.literal('ack'), seq: count }),
+    z.object({ ...base, type: z.literal('nack'), seq: count }),
+    z.object({ ...base, type: z.literal('ping-req'), seq: count, target: name, targetAddr: addr }),
+    z.object({
+      ...base,
+      type: z.literal('push-pull'),
+      seq: count,
+      join: z.boolean(),
+      reply: z.boolean(),
+      state: z.array(update).max(20_000),
+      recent: z
+        .array(z.object({ body, ageMs: count }))
+        .max(256)
+        .optional(),
+    }),
+    z.object({ ...base, type: z.literal('gossip') }),
+  ]);
+}
+
+/** Every path to a value inside `v` (object keys and array indexes). */
+function paths(v: unknown, prefix: (string | number)[] = []): (string | number)[][] {
+  if (typeof v !== 'object' || v === null) return [prefix];
+  const keys: (string | number)[] = Array.isArray(v) ? v.map((_, i) => i) : Object.keys(v);
+  return [prefix, ...keys.flatMap((k) => paths((v as Record<string | number, unknown>)[k], [...prefix, k]))];
+}
+
+function setAt(root: unknown, path: (string | number)[], value: unknown, remove: boolean): unknown {
+  if (path.length === 0) return value;
+  const copy = structuredClone(root) as Record<string | number, unknown>;
+  let parent = copy;
+  for (const k of path.slice(0, -1)) parent = parent[k] as Record<string | number, unknown>;
+  const last = path[path.length - 1];
+  if (remove && !Array.isArray(parent)) delete parent[last];
+  else parent[last] = value;
+  return copy;
+}
+
+test('the hand-written validator accepts exactly what the zod schema it replaced accepts, with the same output', (t) => {
+  const reference = referenceSchema();
+  const objects = samples.map((m) => JSON.parse(JSON.stringify({ v: 1, ...m })) as unknown);
+  // Values at and around every bound, and of every JSON type.
+  const edge = fc.oneof(
+    fc
+      .constantFrom(0, 1, 2, 3, 63, 64, 65, 128, 129, 255, 256, 257, 300, 301, 512, 513)
+      .map((n) => 'x'.repeat(n)),
+    fc.constantFrom(-1, 0, 1, 1.5, -0, 2 ** 53 - 1, 2 ** 53, 1e300),
+    fc.constantFrom(
+      true,
+      false,
+      null,
+      'alive',
+      'suspect',
+      'dead',
+      'left',
+      'ping',
+      'push-pull',
+      'gossip',
+      'bogus',
+    ),
+    fc
+      .constantFrom(65, 257)
+      .map((n) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, 'v']))),
+    fc.constantFrom(64, 65, 256, 257).map((n) => Array.from({ length: n }, () => 'b')),
+    fc.jsonValue({ maxDepth: 2 }),
+  );
+  fc.assert(
+    fc.property(
+      fc.constantFrom(...objects),
+      fc.array(fc.tuple(fc.nat(), edge, fc.boolean()), { minLength: 1, maxLength: 3 }),
+      (start, edits) => {
+        let value = start;
+        for (const [pick, replacement, remove] of edits) {
+          const all = paths(value);
+          value = setAt(value, all[pick % all.length], replacement, remove);
+        }
+        const json = JSON.stringify(value);
+        // The reference sees what JSON carries (-0 arrives as 0).
+        const expected = reference.safeParse(JSON.parse(json));
+        const bytes = new TextEncoder().encode(json);
+        let got: GossipMessage | undefined;
+        try {
+          got = decodeMessage(bytes);
+        } catch (err) {
+          if (!(err instanceof GossipWireError)) throw err;
+        }
+        const versionError = typeof value === 'object' && value !== null && 'v' in value && value.v !== 1;
+        if (expected.success && !versionError) {
+          const { v: _v, ...want } = expected.data;
+          return got !== undefined && isDeepStrictEqual(got, want);
+        }
+        return got === undefined;
+      },
+    ),
+    { numRuns: 5_000 },
+  );
+  t.pass();
+});
+
+test('every bound: accepted at the limit, refused one past it, naming the field', (t) => {
+  const alive = (meta: Record<string, string>, extra: Record<string, unknown> = {}) => ({
+    v: 1,
+    type: 'gossip',
+    from,
+    updates: [{ kind: 'alive', name: 'n', id: 'i', addr: '1.2.3.4:1', meta, inc: 1, ...extra }],
+  });
+  const tags = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, 'v']));
+  const cases: [string, (n: number) => unknown, number, RegExp][] = [
+    ['tag count', (n) => alive(tags(n)), 64, /updates\.0\.meta/],
+    ['tag name', (n) => alive({ ['k'.repeat(n)]: 'v' }), 128, /updates\.0\.meta/],
+    ['tag value', (n) => alive({ k: 'v'.repeat(n) }), 512, /updates\.0\.meta\.k/],
+    ['node ID', (n) => alive({}, { id: 'i'.repeat(n) }), 64, /updates\.0\.id/],
+    ['member name', (n) => alive({}, { name: 'n'.repeat(n) }), 256, /updates\.0\.name/],
+    ['address', (n) => alive({}, { addr: 'a'.repeat(n) }), 300, /updates\.0\.addr/],
+    [
+      'updates',
+      (n) => ({ v: 1, type: 'gossip', from, updates: Array(n).fill({ kind: 'left', name: 'x', inc: 1 }) }),
+      256,
+      /updates/,
+    ],
+    [
+      'user messages',
+      (n) => ({ v: 1, type: 'gossip', from, updates: [], user: Array(n).fill('u') }),
+      64,
+      /user/,
+    ],
+    [
+      'user message length',
+      (n) => ({ v: 1, type: 'gossip', from, updates: [], user: ['u'.repeat(n)] }),
+      MAX_USER_MESSAGE_LENGTH,
+      /user\.0/,
+    ],
+  ];
+  const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+  for (const [what, make, limit, re] of cases) {
+    t.notThrows(() => decodeMessage(enc(make(limit))), `${what} at ${limit}`);
+    const err = t.throws(
+      () => decodeMessage(enc(make(limit + 1))),
+      { instanceOf: GossipWireError },
+      `${what} past ${limit}`,
+    );
+    t.regex(err.message, re, what);
+  }
+  const tooShort = { v: 1, type: 'gossip', from: { name: 'a', addr: 'ab' }, updates: [] };
+  t.throws(() => decodeMessage(enc(tooShort)), { message: /from\.addr/ });
 });
