@@ -526,3 +526,40 @@ test('an idle member sends no gossip and does not wake up for it: an update leav
   s.receive(gossip('a', [alive('b', 1)]), now);
   t.true(s.nextDeadline() <= now + LAN.gossipIntervalMs, 'a queued update is gossiped within an interval');
 });
+
+test('user messages in a push-pull: delivered if the sender first heard them after we joined, handed on with their age; copies dropped', (t) => {
+  const s = swim('me');
+  s.receive(gossip('x', [alive('x', 1)]), 1_000); // knows a member from t=1000: "joined"
+  s.drain();
+  const pushPull = (recent: { body: string; ageMs: number }[]): GossipMessage => ({
+    type: 'push-pull',
+    seq: 9,
+    join: false,
+    reply: false,
+    state: [alive('x', 1)],
+    recent,
+    from: { name: 'x', addr: 'x:8301' },
+    updates: [],
+  });
+  s.receive(
+    pushPull([
+      { body: 'after-join', ageMs: 500 }, // first heard at 1500
+      { body: 'before-join', ageMs: 1_500 }, // first heard at 500
+    ]),
+    2_000,
+  );
+  const out = s.drain();
+  t.deepEqual(out.user, ['after-join'], 'the one fired before we joined is not replayed');
+  const reply = out.messages.find((m) => m.message.type === 'push-pull')?.message;
+  t.deepEqual(
+    reply?.type === 'push-pull' ? reply.recent : undefined,
+    [{ body: 'after-join', ageMs: 500 }],
+    'handed on with its age from where it was first heard, not from its repair',
+  );
+  s.receive(gossip('x', []), 2_100);
+  s.receive({ ...gossip('x', []), user: ['after-join', 'before-join', 'new'] }, 2_200);
+  t.deepEqual(s.drain().user, ['new'], 'copies of either, by any path, are dropped');
+  t.false(s.receiveUser('new', 2_300));
+  t.true(s.sendUser('mine', 2_400));
+  t.deepEqual(s.drain().user, [], 'our own message is not delivered back to us');
+});

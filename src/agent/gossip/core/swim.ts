@@ -87,7 +87,7 @@ export class Swim {
   readonly #userQueue = new BroadcastQueue<string>((body) => body);
   /** User messages heard, oldest first (bounded: {@link USER_SEEN}). */
   readonly #userSeen = new Set<string>();
-  /** The last user messages heard and when, oldest first (for push-pulls). */
+  /** The last user messages heard, in the order heard, and when first heard (for push-pulls). */
   #userRecent: { body: string; at: number }[] = [];
   /** When this member first knew another: user messages heard before are not its to deliver. */
   #clusterSince: number | undefined;
@@ -573,16 +573,18 @@ export class Swim {
 
   /**
    * A user message heard (or sent, `deliver` false): the first time, it is remembered, queued for
-   * piggybacking and, unless it is our own, delivered. True if it was new.
+   * piggybacking and, unless it is our own, delivered. True if it was new. `heardAt`: when it was
+   * first heard anywhere we know of (earlier than now for one repaired by a push-pull), so that
+   * the age it is handed on with keeps counting from there.
    */
-  #hearUser(body: string, now: number, deliver: boolean): boolean {
+  #hearUser(body: string, now: number, deliver: boolean, heardAt = now): boolean {
     if (body.length === 0 || body.length > MAX_USER_MESSAGE_LENGTH) {
       this.#count('dropped.user_size');
       return false;
     }
     if (!this.#markUserSeen(body)) return false;
     this.#userQueue.enqueue(body);
-    this.#userRecent.push({ body, at: now });
+    this.#userRecent.push({ body, at: heardAt });
     if (this.#userRecent.length > USER_RECENT) this.#userRecent.shift();
     if (deliver) this.#userHeard.push(body);
     return true;
@@ -599,8 +601,8 @@ export class Swim {
 
   /** The recent user messages to put in a push-pull (none: the field is left out). */
   #recentUser(now: number): { recent?: RecentUserMessage[] } {
-    while (this.#userRecent.length > 0 && now - this.#userRecent[0].at > USER_RECENT_MS)
-      this.#userRecent.shift();
+    // (Not sorted by age: a repaired message arrives with its age. At most USER_RECENT entries.)
+    this.#userRecent = this.#userRecent.filter((r) => now - r.at <= USER_RECENT_MS);
     if (this.#userRecent.length === 0) return {};
     return { recent: this.#userRecent.map((r) => ({ body: r.body, ageMs: Math.round(now - r.at) })) };
   }
@@ -614,7 +616,7 @@ export class Swim {
     if (!recent) return;
     for (const r of recent) {
       if (this.#clusterSince !== undefined && now - r.ageMs > this.#clusterSince) {
-        if (this.#hearUser(r.body, now, true)) this.#count('user_repaired');
+        if (this.#hearUser(r.body, now, true, now - r.ageMs)) this.#count('user_repaired');
       } else {
         this.#markUserSeen(r.body);
       }
