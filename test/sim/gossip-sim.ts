@@ -173,13 +173,7 @@ export class GossipSim {
     if (this.#opts.broadcasts !== false) {
       for (const to of this.nodes) {
         if (to === node || !to.swim || !this.#pass(node, to)) continue;
-        this.#heap.push({
-          at: this.#arrival(),
-          seq: this.#seq++,
-          kind: 'deliver-user',
-          node: to.index,
-          body,
-        });
+        this.#schedule(to, { kind: 'deliver-user', body });
       }
     }
     this.#flush(node);
@@ -287,14 +281,7 @@ export class GossipSim {
       set.add(to.index);
     }
     if (!this.#pass(from, to)) return;
-    this.#heap.push({
-      at: this.#arrival(),
-      seq: this.#seq++,
-      kind: 'deliver',
-      node: to.index,
-      message,
-      direct,
-    });
+    this.#schedule(to, { kind: 'deliver', message, direct });
   }
 
   /** Whether one message from `from` gets through to `to` (partitions, then random loss). */
@@ -304,9 +291,14 @@ export class GossipSim {
     return false;
   }
 
-  #arrival(): number {
+  /** Queues a delivery to `to`, after the network's delay. */
+  #schedule(
+    to: Node,
+    e: { kind: 'deliver'; message: GossipMessage; direct: boolean } | { kind: 'deliver-user'; body: string },
+  ): void {
     const [lo, hi] = this.#opts.delayMs ?? [1, 5];
-    return this.now + lo + this.rng.next() * (hi - lo);
+    const at = this.now + lo + this.rng.next() * (hi - lo);
+    this.#heap.push({ ...e, at, seq: this.#seq++, node: to.index });
   }
 
   #flush(node: Node): void {
