@@ -52,19 +52,29 @@ export function batchWrites(maConn: TcpMaConn): void {
   };
 }
 
+/** `target` with some of its methods replaced; every other property read from it as is. */
+function overriding<T extends object>(target: T, overrides: Partial<T>): T {
+  return new Proxy(target, {
+    get(t, prop) {
+      if (Object.hasOwn(overrides, prop)) return overrides[prop as keyof T];
+      const value = Reflect.get(t, prop, t);
+      return typeof value === 'function' ? value.bind(t) : value;
+    },
+  });
+}
+
 /** An upgrader that batches each new connection's writes before upgrading it. */
 function batchingUpgrader(upgrader: Upgrader): Upgrader {
-  return new Proxy(upgrader, {
-    get(target, prop) {
-      if (prop === 'upgradeInbound' || prop === 'upgradeOutbound') {
-        const upgrade = target[prop].bind(target) as (maConn: unknown, opts: unknown) => unknown;
-        return (maConn: TcpMaConn, opts: unknown) => {
-          batchWrites(maConn);
-          return upgrade(maConn, opts);
-        };
-      }
-      const value = Reflect.get(target, prop, target);
-      return typeof value === 'function' ? value.bind(target) : value;
+  type Inbound = Parameters<Upgrader['upgradeInbound']>;
+  type Outbound = Parameters<Upgrader['upgradeOutbound']>;
+  return overriding(upgrader, {
+    upgradeInbound: (maConn: Inbound[0], opts: Inbound[1]) => {
+      batchWrites(maConn as unknown as TcpMaConn);
+      return upgrader.upgradeInbound(maConn, opts);
+    },
+    upgradeOutbound: (maConn: Outbound[0], opts: Outbound[1]) => {
+      batchWrites(maConn as unknown as TcpMaConn);
+      return upgrader.upgradeOutbound(maConn, opts);
     },
   });
 }
@@ -74,19 +84,11 @@ export function batchedTcp(init?: TCPOptions): (components: TCPComponents) => Tr
   const factory = tcp(init);
   return (components) => {
     const transport = factory(components);
-    return new Proxy(transport, {
-      get(target, prop) {
-        if (prop === 'dial') {
-          return (ma: Parameters<Transport['dial']>[0], opts: Parameters<Transport['dial']>[1]) =>
-            target.dial(ma, { ...opts, upgrader: batchingUpgrader(opts.upgrader) });
-        }
-        if (prop === 'createListener') {
-          return (opts: Parameters<Transport['createListener']>[0]) =>
-            target.createListener({ ...opts, upgrader: batchingUpgrader(opts.upgrader) });
-        }
-        const value = Reflect.get(target, prop, target);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
+    return overriding(transport, {
+      dial: (ma: Parameters<Transport['dial']>[0], opts: Parameters<Transport['dial']>[1]) =>
+        transport.dial(ma, { ...opts, upgrader: batchingUpgrader(opts.upgrader) }),
+      createListener: (opts: Parameters<Transport['createListener']>[0]) =>
+        transport.createListener({ ...opts, upgrader: batchingUpgrader(opts.upgrader) }),
     });
   };
 }

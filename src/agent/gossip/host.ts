@@ -55,8 +55,6 @@ import { noiseCrypto } from './noise-crypto.ts';
 import { PacketCodec } from './packet.ts';
 import { installHalfWindowUpdates } from './yamux-window-updates.ts';
 
-installHalfWindowUpdates();
-
 /** The stream protocol of direct gossip frames. */
 export const GOSSIP_PROTOCOL = '/meshd/gossip/1.0.0';
 
@@ -437,6 +435,7 @@ class Libp2pGossipHost implements GossipHost {
     const self = peerIdFromPrivateKey(privateKey).toString();
     const maxRpcBytes = Math.max(4 * MiB, 16 * (maxFrameBytes + 1024));
     const dialOpts = isWildcard(bind) ? {} : ({ localAddress: bind } as TCPSocketOptions);
+    installHalfWindowUpdates();
     const node = await createLibp2p({
       start: false,
       privateKey,

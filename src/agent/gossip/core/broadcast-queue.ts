@@ -15,7 +15,7 @@
  */
 
 interface Entry<T> {
-  update: T;
+  item: T;
   /** Its size on the wire (JSON bytes), for the piggyback byte budget. */
   bytes: number;
   /** Recipients this version of the update went to, and how many times. */
@@ -50,11 +50,11 @@ export class BroadcastQueue<T> {
     this.#keyOf = keyOf;
   }
 
-  enqueue(update: T): void {
-    const key = this.#keyOf(update);
+  enqueue(item: T): void {
+    const key = this.#keyOf(item);
     const at = this.#where.get(key);
     if (at !== undefined) this.#buckets[at].delete(key);
-    this.#bucket(0).set(key, { update, bytes: jsonBytes(update), sentTo: new Map() });
+    this.#bucket(0).set(key, { item, bytes: jsonBytes(item), sentTo: new Map() });
     this.#where.set(key, 0);
   }
 
@@ -86,7 +86,7 @@ export class BroadcastQueue<T> {
           if (++skips >= SKIP_BUDGET) break scan;
           continue;
         }
-        out.push(entry.update);
+        out.push(entry.item);
         moves.push([name, entry, t]);
         bytes += entry.bytes;
         if (out.length >= max || bytes >= maxBytes) break scan;

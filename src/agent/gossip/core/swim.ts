@@ -74,8 +74,8 @@ const MAX_PENDING_STRANGERS = 16;
 /** User messages remembered to tell a new one from a copy (longer than they stay recent). */
 const USER_SEEN = 1_024;
 /** User messages handed out in push-pulls: at most this many, heard at most this long ago. */
-export const USER_RECENT = 64;
-export const USER_RECENT_MS = 5 * 60_000;
+const USER_RECENT = 64;
+const USER_RECENT_MS = 5 * 60_000;
 
 export class Swim {
   readonly #cfg: SwimConfig;
@@ -527,18 +527,19 @@ export class Swim {
   }
 
   #pushPull(addr: string, now: number): void {
-    this.#send(
-      addr,
-      {
-        type: 'push-pull',
-        seq: ++this.#seq,
-        join: false,
-        reply: false,
-        state: this.#fullState(),
-        ...this.#recentUser(now),
-      },
-      now,
-    );
+    this.#send(addr, this.#stateExchange(++this.#seq, false, false, now), now);
+  }
+
+  /** A push-pull's body: our whole state and our recent user messages. */
+  #stateExchange(seq: number, join: boolean, reply: boolean, now: number) {
+    return {
+      type: 'push-pull',
+      seq,
+      join,
+      reply,
+      state: this.#fullState(),
+      ...this.#recentUser(now),
+    } as const;
   }
 
   #onPushPull(m: Extract<GossipMessage, { type: 'push-pull' }>, now: number): void {
@@ -555,18 +556,7 @@ export class Swim {
     // Merge first, so the answer carries any refutation it caused.
     this.#merge(m.state, now, m.join);
     this.#mergeRecentUser(m.recent, now);
-    this.#send(
-      m.from.addr,
-      {
-        type: 'push-pull',
-        seq: m.seq,
-        join: m.join,
-        reply: true,
-        state: this.#fullState(),
-        ...this.#recentUser(now),
-      },
-      now,
-    );
+    this.#send(m.from.addr, this.#stateExchange(m.seq, m.join, true, now), now);
   }
 
   // ---- user messages ----
