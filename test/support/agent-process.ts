@@ -10,25 +10,39 @@ import { fileURLToPath } from 'node:url';
 const MAIN = fileURLToPath(new URL('../../bin/meshd.js', import.meta.url));
 
 /**
- * `n` distinct ports free on `host` right now. They are held until all are picked: freeing one
- * before asking for the next lets the kernel hand out the same port twice.
+ * `n` distinct ports free on `host` right now, none handed out before by this process. They are
+ * held until all are picked: freeing one before asking for the next lets the kernel hand out the
+ * same port twice.
  */
 export async function freePorts(n: number, host = '127.0.0.1'): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-          const s = createServer();
-          s.once('error', reject);
-          s.listen(0, host, () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as { port: number }).port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  const held: ReturnType<typeof createServer>[] = [];
+  const ports: number[] = [];
+  try {
+    while (ports.length < n) {
+      const s = await new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+        const server = createServer();
+        server.once('error', reject);
+        server.listen(0, host, () => resolve(server));
+      });
+      held.push(s);
+      const port = (s.address() as { port: number }).port;
+      // Handed to an earlier caller of this process, which may not have bound it yet: skip it
+      // (and keep holding it, so the kernel offers another).
+      if (!handedOut.has(`${host}:${port}`)) ports.push(port);
+    }
+  } finally {
+    await Promise.all(held.map((s) => new Promise((resolve) => s.close(resolve))));
+  }
+  for (const port of ports) handedOut.add(`${host}:${port}`);
   return ports;
 }
+
+/**
+ * Every port {@link freePorts} handed out in this process. Tests of one file run at once, and the
+ * kernel may offer a port it just handed one test to the next before the first has bound it: two
+ * in-process Raft clusters then got one address and talked to each other.
+ */
+const handedOut = new Set<string>();
 
 export async function waitFor<T>(
   what: string,
