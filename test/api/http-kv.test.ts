@@ -5,6 +5,7 @@
 
 import { request } from 'node:http';
 import test from 'ava';
+import { pino } from 'pino';
 import { type ApiServer, startApiServer } from '../support/api-server.ts';
 
 let api: ApiServer;
@@ -44,6 +45,43 @@ function rawRequest(
     for (const c of chunks) req.write(c);
     req.end();
   });
+}
+
+test('a client gone mid-body: nothing written, nothing logged, the server answers on', async (t) => {
+  const lines: string[] = [];
+  const own = await startApiServer({
+    logger: pino({ level: 'warn' }, { write: (l: string) => lines.push(l) }),
+  });
+  try {
+    const { hostname, port } = new URL(own.url);
+    await new Promise<void>((resolve) => {
+      const req = request({
+        host: hostname,
+        port,
+        method: 'PUT',
+        path: '/v1/kv/half',
+        headers: { 'content-length': 1000 },
+      });
+      req.on('error', () => {}); // our own destroy
+      req.on('close', () => resolve());
+      req.write(Buffer.alloc(100, 1), () => req.destroy());
+    });
+    // Once the server has seen the connection close, its handler has run to the end.
+    await waitUntil(() => new Promise<boolean>((r) => own.http.getConnections((_e, n) => r(n === 0))), 5_000);
+    t.is((await fetch(`${own.url}/v1/kv/half`)).status, 404);
+    t.is((await fetch(`${own.url}/v1/kv/after`, { method: 'PUT', body: 'v' })).status, 200);
+    t.deepEqual(lines, []);
+  } finally {
+    await own.close();
+  }
+});
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 test('an entry: JSON with base64 value, read headers, content length', async (t) => {

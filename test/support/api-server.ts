@@ -4,9 +4,10 @@
  * spawning a process.
  */
 
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type Router from '@koa/router';
+import type { Logger } from 'pino';
 import { silentLogger } from '../../src/agent/logger.ts';
 import type { MemberSource } from '../../src/agent/server/reconcile.ts';
 import { CatalogServer } from '../../src/agent/server/server.ts';
@@ -16,13 +17,14 @@ import { createHttpHandler } from '../../src/api/http/server.ts';
 export interface ApiServer {
   url: string;
   server: CatalogServer;
+  http: Server;
   close(): Promise<void>;
 }
 
 export async function startApiServer(
-  opts: { routers?: Router[]; nodeName?: string; members?: MemberSource } = {},
+  opts: { routers?: Router[]; nodeName?: string; members?: MemberSource; logger?: Logger } = {},
 ): Promise<ApiServer> {
-  const logger = silentLogger();
+  const logger = opts.logger ?? silentLogger();
   const server = await CatalogServer.start({
     nodeId: '11111111-2222-3333-4444-555555555555',
     nodeName: opts.nodeName ?? 'test-node',
@@ -60,6 +62,7 @@ export async function startApiServer(
   return {
     url: `http://127.0.0.1:${port}`,
     server,
+    http,
     async close() {
       http.closeAllConnections();
       await new Promise<void>((resolve) => http.close(() => resolve()));
