@@ -48,6 +48,8 @@ export interface RaftNodeInit<Result> {
   /**
    * At most one snapshot per this many ms (Consul's `raft_snapshot_interval`): a busy cluster does
    * not pay for a snapshot every `snapshotThreshold` entries; the log grows a little longer instead.
+   * Each wait gets a random extra of up to as long again, as in hashicorp/raft: servers that applied
+   * the same entries would otherwise all snapshot at once, and a write needs two of them to persist.
    * @default 30000
    */
   snapshotIntervalMs?: number;
@@ -107,7 +109,9 @@ export class RaftNode<Result = unknown> extends EventTarget {
   private readonly tickMs: number;
   private readonly snapshotThreshold: number;
   private readonly snapshotIntervalMs: number;
-  private lastSnapshotAt = Date.now();
+  /** No snapshot before this time (Date.now() ms); see snapshotIntervalMs. */
+  private snapshotNotBefore: number;
+  private readonly rng: () => number;
   private readonly trailingLogs: number;
   private readonly proposalTimeoutMs: number;
   private readonly readTimeoutMs: number;
@@ -154,6 +158,8 @@ export class RaftNode<Result = unknown> extends EventTarget {
     this.tickMs = init.tickMs ?? 100;
     this.snapshotThreshold = init.snapshotThreshold ?? 16_384;
     this.snapshotIntervalMs = init.snapshotIntervalMs ?? 30_000;
+    this.rng = init.rng ?? Math.random;
+    this.snapshotNotBefore = this.nextSnapshotTime();
     this.trailingLogs = init.trailingLogs ?? 10_240;
     this.proposalTimeoutMs = init.proposalTimeoutMs ?? 30_000;
     this.electionTicks = init.core?.electionTicks ?? 10;
@@ -602,10 +608,10 @@ export class RaftNode<Result = unknown> extends EventTarget {
   private maybeSnapshot(): void {
     const applied = this.core.log.applied;
     if (this.snapshotting || applied - this.lastSnapshotIndex < this.snapshotThreshold) return;
-    if (Date.now() - this.lastSnapshotAt < this.snapshotIntervalMs) return;
+    if (Date.now() < this.snapshotNotBefore) return;
     if (this.core.log.pendingSnapshot) return;
     this.snapshotting = true;
-    this.lastSnapshotAt = Date.now();
+    this.snapshotNotBefore = this.nextSnapshotTime();
     // The capture is synchronous, between two applies; serializing and writing it is not.
     const meta = this.core.snapshotMetaAt(applied);
     const capture = this.fsm.snapshot();
@@ -628,6 +634,10 @@ export class RaftNode<Result = unknown> extends EventTarget {
       .finally(() => {
         this.snapshotting = false;
       });
+  }
+
+  private nextSnapshotTime(): number {
+    return Date.now() + this.snapshotIntervalMs * (1 + this.rng());
   }
 
   private fatal(err: Error): void {
