@@ -408,6 +408,17 @@ export class RaftCore {
     return early;
   }
 
+  /**
+   * Entries committed since the last Ready, taken while the driver still writes that Ready: a
+   * leader commits on its followers' acks alone when both wrote an entry before it did (thesis
+   * §10.2.1), and those writers need not wait for the leader's own fsync to get their answer. The
+   * driver applies them at once, in order, before the next advance(); the next Ready does not
+   * carry them again.
+   */
+  takeEarlyCommitted(): Entry[] {
+    return this.log.nextCommitted(this.opts.maxApplyBytes);
+  }
+
   /** The next batch of work; see {@link Ready} for what the driver must do with it, then call advance(). */
   ready(): Ready {
     this.flushBroadcast();
@@ -417,7 +428,7 @@ export class RaftCore {
       entries: this.log.unstableEntries(),
       snapshot: this.log.pendingSnapshot,
       messages: this.msgs,
-      committed: this.log.pendingSnapshot ? [] : this.log.nextCommitted(this.opts.maxApplyBytes),
+      committed: this.log.nextCommitted(this.opts.maxApplyBytes),
       readStates: this.readStates,
     };
     this.msgs = [];
@@ -428,7 +439,6 @@ export class RaftCore {
   /** The driver finished `rd`: its entries and hard state are durable and its committed entries applied. */
   advance(rd: Ready): void {
     if (rd.hardState) this.prevHardState = rd.hardState;
-    if (rd.committed.length > 0) this.log.appliedTo(rd.committed[rd.committed.length - 1].index);
     if (rd.snapshot) {
       this.log.appliedSnapshot(rd.snapshot);
       if (!this.snapshotMeta || rd.snapshot.index > this.snapshotMeta.index) this.snapshotMeta = rd.snapshot;
@@ -444,6 +454,12 @@ export class RaftCore {
         }
       }
     }
+    // What rd carried and what was taken early meanwhile (takeEarlyCommitted), but only as far as
+    // this server has written it: `applied` is where a snapshot may be taken, and the log this
+    // server keeps must continue that snapshot. Entries applied early beyond it count at a later
+    // advance.
+    const upTo = Math.min(this.log.handed, this.log.stableNext - 1);
+    if (upTo > this.log.applied) this.log.appliedTo(upTo);
   }
 
   /** Role and leader only: what the read and write paths check on every request, without copies. */

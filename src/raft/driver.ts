@@ -124,6 +124,12 @@ export class RaftNode<Result = unknown> extends EventTarget {
   /** The loop is waiting for a Ready's write (see scheduleEarlySend). */
   private persisting = false;
   private earlySendScheduled = false;
+  /**
+   * The last entry the state machine holds, applied or restored from a snapshot. It runs ahead of
+   * core.log.applied while a Ready is being written (its committed entries are applied first, and
+   * more may come early: see scheduleEarlySend).
+   */
+  private fsmIndex: number;
   private snapshotting = false;
   private lastSnapshotIndex: number;
   /** Term and vote as last written (a commit-only change is not written on its own). */
@@ -165,6 +171,7 @@ export class RaftNode<Result = unknown> extends EventTarget {
     this.electionTicks = init.core?.electionTicks ?? 10;
     this.readTimeoutMs = this.tickMs * this.electionTicks * 5;
     this.lastSnapshotIndex = snapshotIndex;
+    this.fsmIndex = snapshotIndex;
     this.persistedHardState = { ...persistedHardState };
     this.rejected = rejected;
   }
@@ -291,7 +298,7 @@ export class RaftNode<Result = unknown> extends EventTarget {
       const pr = st.progress.find((p) => p.id === id);
       if (pr && pr.match >= st.commitIndex) break;
       if (Date.now() > deadline) throw new RaftTimeoutError(`${id} did not catch up within ${timeoutMs} ms`);
-      await this.waitApplied(this.core.status().appliedIndex + 1, this.tickMs);
+      await this.waitApplied(this.appliedIndex() + 1, this.tickMs);
     }
     return this.changeConfig(() => this.core.proposeConfigChange({ op: 'promote', id }));
   }
@@ -360,7 +367,7 @@ export class RaftNode<Result = unknown> extends EventTarget {
 
   /** Resolves once this server has applied `index` (or rejects after `timeoutMs`). */
   waitApplied(index: number, timeoutMs = this.proposalTimeoutMs): Promise<void> {
-    if (this.core.log.applied >= index) return Promise.resolve();
+    if (this.appliedIndex() >= index) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const entry = { index, resolve: () => resolve() };
       const timer = setTimeout(() => {
@@ -469,6 +476,14 @@ export class RaftNode<Result = unknown> extends EventTarget {
       this.earlySendScheduled = false;
       if (this.stopped || !this.persisting) return;
       for (const m of this.core.takeEarlyMessages()) this.send(m);
+      // Likewise what the followers' acks committed meanwhile is applied and answered now, not
+      // after the leader's write: a slow fsync of the leader's then delays no writer whose entry
+      // both followers hold. (With 3 servers and 16 writers on the bench machine, two thirds of the
+      // slowest 1% of writes had waited on a leader fsync of 5-25 ms.)
+      const early = this.core.takeEarlyCommitted();
+      if (early.length === 0) return;
+      for (const e of early) this.apply(e);
+      this.afterApply();
     });
   }
 
@@ -493,6 +508,7 @@ export class RaftNode<Result = unknown> extends EventTarget {
           throw new RaftInvariantError(`snapshot ${rd.snapshot.index} is not current after install`);
         }
         await this.fsm.restore(snap.chunks());
+        this.fsmIndex = rd.snapshot.index;
         this.lastSnapshotIndex = rd.snapshot.index;
         this.log.info({ index: rd.snapshot.index, term: rd.snapshot.term }, 'installed snapshot from leader');
       }
@@ -551,6 +567,7 @@ export class RaftNode<Result = unknown> extends EventTarget {
   }
 
   private apply(e: Entry): void {
+    this.fsmIndex = e.index;
     let result: Result | undefined;
     if (e.type === 'normal') result = this.fsm.apply(e);
     const waiting = this.proposals.get(e.index);
@@ -563,8 +580,13 @@ export class RaftNode<Result = unknown> extends EventTarget {
     }
   }
 
+  /** The last entry the state machine has applied. */
+  private appliedIndex(): number {
+    return Math.max(this.core.log.applied, this.fsmIndex);
+  }
+
   private afterApply(): void {
-    const applied = this.core.log.applied;
+    const applied = this.appliedIndex();
     this.dispatchEvent(new CustomEvent('applied', { detail: { index: applied } }));
     for (let i = this.readsAwaitingApply.length - 1; i >= 0; i--) {
       const r = this.readsAwaitingApply[i];
@@ -608,6 +630,10 @@ export class RaftNode<Result = unknown> extends EventTarget {
   private maybeSnapshot(): void {
     const applied = this.core.log.applied;
     if (this.snapshotting || applied - this.lastSnapshotIndex < this.snapshotThreshold) return;
+    // A snapshot is of the state machine as it is, which must be the state at `applied`: not while
+    // a Ready's committed entries are applied but the Ready not yet advanced (the ticker can come
+    // then), nor while entries applied early wait for this server's own write.
+    if (this.fsmIndex !== applied) return;
     if (Date.now() < this.snapshotNotBefore) return;
     if (this.core.log.pendingSnapshot) return;
     this.snapshotting = true;

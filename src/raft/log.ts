@@ -19,8 +19,16 @@ export class RaftLog {
   /** entries[i] has index snapshotIndex + 1 + i. */
   private entries = new EntryColumns();
   committed = 0;
-  /** The last index handed to the driver for applying. */
+  /**
+   * The last index the driver has applied and this server has written, as of the driver's last
+   * advance: where a snapshot may be taken.
+   */
   applied = 0;
+  /**
+   * The last index handed to the driver for applying, by a Ready or early while the driver still
+   * writes one (see RaftCore.takeEarlyCommitted); `applied` catches up once it is written.
+   */
+  handed = 0;
   /** The first index not yet durable. */
   stableNext = 1;
   /** A snapshot received from the leader, waiting to be persisted and restored by the driver. */
@@ -177,13 +185,19 @@ export class RaftLog {
   }
 
   hasNextCommitted(): boolean {
-    return this.committed > this.applied && this.pendingSnapshot === null;
+    return this.committed > Math.max(this.applied, this.handed) && this.pendingSnapshot === null;
   }
 
-  /** Committed entries not yet handed over for applying, at most `maxBytes` (at least one). */
+  /**
+   * Hands over the committed entries not yet handed over for applying, at most `maxBytes` (at
+   * least one).
+   */
   nextCommitted(maxBytes: number): Entry[] {
     if (!this.hasNextCommitted()) return [];
-    return this.slice(this.applied + 1, this.committed + 1, maxBytes) ?? [];
+    const from = Math.max(this.applied, this.handed) + 1;
+    const entries = this.slice(from, this.committed + 1, maxBytes) ?? [];
+    if (entries.length > 0) this.handed = entries[entries.length - 1].index;
+    return entries;
   }
 
   appliedTo(index: number): void {

@@ -171,6 +171,7 @@ export type Role = 'follower' | 'precandidate' | 'candidate' | 'leader';
  *    accepts may go before step 1 instead, so the leader's disk write overlaps replication;
  * 3. apply `committed` to the state machine, and answer `readStates` once applied reaches them;
  * 4. call `core.advance(ready)`.
+ * While step 1 runs, it may also apply what `core.takeEarlyCommitted()` hands out (in order, at once).
  */
 export interface Ready {
   hardState: HardState | null;

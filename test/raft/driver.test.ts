@@ -215,11 +215,34 @@ test('an entry committed before a Ready is applied without waiting for that Read
   const r = await within(first, 10_000, 'a=1 applied while the write of b=2 is held');
   t.deepEqual(r.result, { ok: true });
   t.is(leader.fsm.get('a'), '1');
-  t.is(writes.held(), 1, 'the write carrying b=2 is still held');
+  await waitFor('the write carrying b=2 to be held', () => writes.held() === 1);
+  t.is(leader.fsm.get('a'), '1', 'a=1 stays applied while the write carrying b=2 is held');
 
   writes.releaseAll();
   t.deepEqual((await second).result, { ok: true });
   t.is(leader.fsm.get('b'), '2');
+});
+
+test('what the followers commit while the leader is writing is answered before that write ends, once', async (t) => {
+  const { leader, writes } = await leaderWithHeldWrites(t);
+  const applied: number[] = [];
+  const apply = leader.fsm.apply.bind(leader.fsm);
+  leader.fsm.apply = (e) => {
+    applied.push(e.index);
+    return apply(e);
+  };
+  const first = leader.node.propose(put('a', '1'));
+  first.catch(() => undefined); // awaited below
+  await waitFor('the write carrying a=1 to be held', () => writes.held() === 1);
+  const r = await within(first, 10_000, 'a=1 answered while the leader still writes it');
+  t.deepEqual(r.result, { ok: true });
+  t.is(leader.fsm.get('a'), '1');
+  t.is(writes.held(), 1, 'the leader has not written a=1 yet');
+
+  writes.releaseAll();
+  const second = await leader.node.propose(put('b', '2'));
+  t.deepEqual(second.result, { ok: true });
+  t.deepEqual(applied, [r.index, second.index], 'each entry applied once, in order');
 });
 
 test('a proposal made while the leader is writing goes to the followers at once and commits without that write', async (t) => {

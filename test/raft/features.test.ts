@@ -365,6 +365,43 @@ test('Early messages: a leader hands out new appends before the Ready that write
   t.deepEqual(net.core('b').takeEarlyMessages(), [], 'a follower has nothing to send early');
 });
 
+test('Early commits: what both followers wrote is handed out while the leader still writes it', (t) => {
+  const net = cluster3(DEFAULTS);
+  net.stabilize();
+  const a = net.core('a');
+  const x = a.propose(enc('x'));
+  const appends = a.takeEarlyMessages().filter(isAppend);
+  const rd = a.ready(); // the leader's own write of x begins, and is slow
+  t.deepEqual(
+    rd.entries.map((e) => e.index),
+    [x.index],
+  );
+  t.deepEqual(a.takeEarlyCommitted(), [], 'nobody has written x yet');
+  // Each follower writes x and answers.
+  const acks = ['b', 'c'].map((id) => {
+    const f = net.core(id);
+    for (const m of appends.filter((m) => m.to === id)) f.stepMessage(m);
+    const frd = f.ready();
+    f.advance(frd);
+    return frd.messages.filter((m) => m.to === 'a');
+  });
+  for (const m of acks[0]) a.stepMessage(m);
+  t.deepEqual(a.takeEarlyCommitted(), [], 'one follower and a leader that has not written x are no majority');
+  for (const m of acks[1]) a.stepMessage(m);
+  t.deepEqual(
+    a.takeEarlyCommitted().map((e) => e.index),
+    [x.index],
+    'both followers are',
+  );
+  t.deepEqual(a.takeEarlyCommitted(), [], 'handed out once');
+  a.advance(rd);
+  t.is(a.log.applied, x.index, 'the write done, applied catches up');
+  t.false(
+    a.ready().committed.some((e) => e.index === x.index),
+    'the next Ready does not carry x again',
+  );
+});
+
 test('Leadership transfer: the target becomes leader at term+1', (t) => {
   const net = cluster3(DEFAULTS);
   const term = net.core('a').term;

@@ -16,6 +16,7 @@ test('raft: swarm faults keep every invariant and the KV history linearizable (5
   let crashes = 0;
   let snapshots = 0;
   let configChanges = 0;
+  let early = 0;
   for (const seed of seeds(500)) {
     try {
       const r = new RaftSim(seed).run();
@@ -24,15 +25,16 @@ test('raft: swarm faults keep every invariant and the KV history linearizable (5
       crashes += r.crashes;
       snapshots += r.snapshotsSent;
       configChanges += r.configChanges;
+      early += r.earlyApplied;
     } catch (err) {
       t.fail(`seed ${seed}: ${(err as Error).message}\n  replay: ${replayCommand(seed)}`);
       return;
     }
   }
   // The faults must really have happened, or the run proved little.
-  t.true(ops > 0 && elections > 0 && crashes > 0 && snapshots > 0 && configChanges > 0);
+  t.true(ops > 0 && elections > 0 && crashes > 0 && snapshots > 0 && configChanges > 0 && early > 0);
   t.log(
-    `${ops} client ops, ${elections} elections, ${crashes} crashes, ${snapshots} snapshots sent, ${configChanges} membership changes`,
+    `${ops} client ops, ${elections} elections, ${crashes} crashes, ${snapshots} snapshots sent, ${configChanges} membership changes, ${early} entries applied early`,
   );
 });
 

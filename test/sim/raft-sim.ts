@@ -130,6 +130,8 @@ class SimNode {
   readonly id: string;
   core: RaftCore | null = null;
   fsm = new KvStateMachine();
+  /** The last entry `fsm` holds (ahead of core.log.applied while a Ready is being written). */
+  fsmIndex = 0;
   disk: Disk;
   inflight: { rd: Ready; doneAt: number } | null = null;
   nextTickAt: number;
@@ -168,6 +170,8 @@ export interface SimResult {
   crashes: number;
   configChanges: number;
   snapshotsSent: number;
+  /** Entries applied while their server was still writing a Ready (RaftCore.takeEarlyCommitted). */
+  earlyApplied: number;
 }
 
 export interface SimOptions {
@@ -197,7 +201,7 @@ export class RaftSim {
   private readonly leaders = new Map<number, string>();
   private readonly committedTerms: number[] = [0];
   private readonly committedData: string[] = [''];
-  private stats = { elections: 0, crashes: 0, configChanges: 0, snapshotsSent: 0 };
+  private stats = { elections: 0, crashes: 0, configChanges: 0, snapshotsSent: 0, earlyApplied: 0 };
 
   constructor(seed: number, opts: SimOptions = {}) {
     this.seed = seed;
@@ -253,6 +257,7 @@ export class RaftSim {
   private start(node: SimNode): void {
     node.core = new RaftCore(this.coreOptions(node.id), node.persisted());
     node.fsm = node.disk.snapshot ? KvStateMachine.fromJSON(node.disk.snapshot.data) : new KvStateMachine();
+    node.fsmIndex = node.disk.snapshot?.meta.index ?? 0;
     node.incarnation++;
     node.wasLeaderTerm = 0;
   }
@@ -499,8 +504,15 @@ export class RaftSim {
       n.inflight = null;
       this.completeReady(n, rd);
     }
-    // A leader still writing sends new appends and heartbeats at once (driver.scheduleEarlySend).
-    if (n.inflight) for (const m of core.takeEarlyMessages()) this.send(n, m);
+    // A server still writing sends new appends and heartbeats at once, and applies what acks
+    // committed meanwhile (driver.scheduleEarlySend).
+    if (n.inflight) {
+      for (const m of core.takeEarlyMessages()) this.send(n, m);
+      for (const e of core.takeEarlyCommitted()) {
+        this.stats.earlyApplied++;
+        this.apply(n, e);
+      }
+    }
     if (!n.inflight && n.core && core.hasReady()) {
       const rd = core.ready();
       for (const m of rd.messages) if (sendableBeforePersist(m)) this.send(n, m);
@@ -524,6 +536,7 @@ export class RaftSim {
       disk.entries = [];
       for (const [k, s] of disk.staged) if (s.meta.index <= staged.meta.index) disk.staged.delete(k);
       n.fsm = KvStateMachine.fromJSON(staged.data);
+      n.fsmIndex = staged.meta.index;
     }
     if (rd.hardState) {
       const old = disk.hardState;
@@ -561,6 +574,10 @@ export class RaftSim {
 
   private apply(n: SimNode, e: Entry): void {
     this.checkApplied(n, e);
+    if (e.index !== n.fsmIndex + 1) {
+      throw new SimViolation(`${n.id} applied index ${e.index} after ${n.fsmIndex}`);
+    }
+    n.fsmIndex = e.index;
     const result = e.type === 'normal' ? n.fsm.apply(e) : undefined;
     const waiting = n.writes.get(e.index);
     if (!waiting) return;
@@ -576,6 +593,8 @@ export class RaftSim {
     const applied = core.log.applied;
     const base = n.disk.snapshot?.meta.index ?? 0;
     if (applied - base < this.profile.snapshotEvery || core.log.pendingSnapshot) return;
+    // As the driver: only when the state machine is at `applied` (not ahead with early entries).
+    if (n.fsmIndex !== applied) return;
     const meta = core.snapshotMetaAt(applied);
     n.disk.snapshot = { meta, data: n.fsm.toJSON() };
     core.snapshotTaken(meta, Math.max(0, applied - this.profile.trailing));
