@@ -489,46 +489,62 @@ function applyOne(kv: KvTable, op: Op, index: number): boolean | number {
   }
 }
 
-test('SortedKeys matches a sorted array under random inserts, removes, prefix removals and scans (chunks split and merge)', (t) => {
+test('SortedKeys matches a sorted array under random inserts, value updates, removes, prefix removals and scans (chunks split and merge)', (t) => {
   const { CHUNK_MAX } = SortedKeys;
   // Short keys over a small alphabet: many shared prefixes; enough operations to split chunks.
   const key = fc.stringMatching(/^[ab/]{0,6}$/);
   const op = fc.oneof(
     { weight: 6, arbitrary: key.map((k) => ({ kind: 'insert' as const, k })) },
+    { weight: 2, arbitrary: key.map((k) => ({ kind: 'setValue' as const, k })) },
     { weight: 3, arbitrary: key.map((k) => ({ kind: 'remove' as const, k })) },
     { weight: 1, arbitrary: key.map((k) => ({ kind: 'removePrefixed' as const, k: k.slice(0, 2) })) },
     { weight: 1, arbitrary: key.map((k) => ({ kind: 'from' as const, k })) },
   );
   fc.assert(
     fc.property(fc.array(op, { maxLength: 300 }), fc.integer({ min: 0, max: 3 * CHUNK_MAX }), (ops, bulk) => {
-      const sk = new SortedKeys();
+      const sk = new SortedKeys<number>();
       const model: string[] = [];
+      const values = new Map<string, number>();
+      let version = 0;
       const add = (k: string): void => {
         if (model.includes(k)) return;
-        sk.insert(k);
+        sk.insert(k, ++version);
+        values.set(k, version);
         model.push(k);
         model.sort();
       };
+      const same = (): boolean =>
+        JSON.stringify(sk.values()) === JSON.stringify(model.map((k) => values.get(k))) &&
+        JSON.stringify(sk.entries()) === JSON.stringify(model.map((k) => [k, values.get(k)]));
       // A bulk load first, so chunks split (CHUNK_MAX keys per chunk at most).
       for (let i = 0; i < bulk; i++) add(`bulk/${String(i).padStart(5, '0')}`);
       for (const o of ops) {
         if (o.kind === 'insert') add(o.k);
-        else if (o.kind === 'remove') {
+        else if (o.kind === 'setValue') {
+          if (!values.has(o.k)) continue;
+          sk.setValue(o.k, ++version);
+          values.set(o.k, version);
+        } else if (o.kind === 'remove') {
           const at = model.indexOf(o.k);
           if (at < 0) continue;
           sk.remove(o.k);
           model.splice(at, 1);
+          values.delete(o.k);
         } else if (o.kind === 'removePrefixed') {
           const expected = model.filter((k) => k.startsWith(o.k));
           if (JSON.stringify(sk.removePrefixed(o.k)) !== JSON.stringify(expected)) return false;
-          for (const k of expected) model.splice(model.indexOf(k), 1);
+          for (const k of expected) {
+            model.splice(model.indexOf(k), 1);
+            values.delete(k);
+          }
+          if (!same()) return false;
         } else {
           const got = [...sk.from(o.k)];
           if (JSON.stringify(got) !== JSON.stringify(model.filter((k) => k >= o.k))) return false;
         }
         if (sk.size !== model.length) return false;
       }
-      return JSON.stringify([...sk.from('')]) === JSON.stringify(model);
+      return JSON.stringify([...sk.from('')]) === JSON.stringify(model) && same();
     }),
     { numRuns: 200 },
   );
