@@ -480,10 +480,15 @@ export class RaftNode<Result = unknown> extends EventTarget {
       // after the leader's write: a slow fsync of the leader's then delays no writer whose entry
       // both followers hold. (With 3 servers and 16 writers on the bench machine, two thirds of the
       // slowest 1% of writes had waited on a leader fsync of 5-25 ms.)
-      const early = this.core.takeEarlyCommitted();
-      if (early.length === 0) return;
-      for (const e of early) this.apply(e);
-      this.afterApply();
+      try {
+        const early = this.core.takeEarlyCommitted();
+        if (early.length === 0) return;
+        for (const e of early) this.apply(e);
+        this.afterApply();
+      } catch (err) {
+        // What the loop would do with an apply that throws; here it would be an uncaught exception.
+        this.fatal(err as Error);
+      }
     });
   }
 
