@@ -125,9 +125,9 @@ export class RaftNode<Result = unknown> extends EventTarget {
   private persisting = false;
   private earlySendScheduled = false;
   /**
-   * The last entry the state machine holds, applied or restored from a snapshot. It runs ahead of
-   * core.log.applied while a Ready is being written (its committed entries are applied first, and
-   * more may come early: see scheduleEarlySend).
+   * The last entry the state machine holds, applied or restored from a snapshot: never behind
+   * core.log.applied, and ahead of it while a Ready is being written (its committed entries are
+   * applied first, and more may come early: see scheduleEarlySend).
    */
   private fsmIndex: number;
   private snapshotting = false;
@@ -298,7 +298,7 @@ export class RaftNode<Result = unknown> extends EventTarget {
       const pr = st.progress.find((p) => p.id === id);
       if (pr && pr.match >= st.commitIndex) break;
       if (Date.now() > deadline) throw new RaftTimeoutError(`${id} did not catch up within ${timeoutMs} ms`);
-      await this.waitApplied(this.appliedIndex() + 1, this.tickMs);
+      await this.waitApplied(this.fsmIndex + 1, this.tickMs);
     }
     return this.changeConfig(() => this.core.proposeConfigChange({ op: 'promote', id }));
   }
@@ -367,7 +367,7 @@ export class RaftNode<Result = unknown> extends EventTarget {
 
   /** Resolves once this server has applied `index` (or rejects after `timeoutMs`). */
   waitApplied(index: number, timeoutMs = this.proposalTimeoutMs): Promise<void> {
-    if (this.appliedIndex() >= index) return Promise.resolve();
+    if (this.fsmIndex >= index) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const entry = { index, resolve: () => resolve() };
       const timer = setTimeout(() => {
@@ -585,13 +585,8 @@ export class RaftNode<Result = unknown> extends EventTarget {
     }
   }
 
-  /** The last entry the state machine has applied. */
-  private appliedIndex(): number {
-    return Math.max(this.core.log.applied, this.fsmIndex);
-  }
-
   private afterApply(): void {
-    const applied = this.appliedIndex();
+    const applied = this.fsmIndex;
     this.dispatchEvent(new CustomEvent('applied', { detail: { index: applied } }));
     for (let i = this.readsAwaitingApply.length - 1; i >= 0; i--) {
       const r = this.readsAwaitingApply[i];
