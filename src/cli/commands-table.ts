@@ -9,7 +9,7 @@ interface Command {
   run(args: string[]): Promise<number> | number;
 }
 
-const commands: Record<string, Command> = {
+const builtins: Record<string, Command> = {
   version: {
     synopsis: 'Print the meshd version',
     run: () => {
@@ -26,12 +26,20 @@ const commands: Record<string, Command> = {
       return runAgent(args);
     },
   },
-  ...clientCommands,
 };
 
-function help(): string {
-  const width = Math.max(...Object.keys(commands).map((c) => c.length));
-  const lines = Object.entries(commands).map(([name, c]) => `    ${name.padEnd(width)}    ${c.synopsis}`);
+/** The command called `name`, its module loaded; undefined if there is none. */
+async function command(name: string): Promise<Command | undefined> {
+  if (Object.hasOwn(builtins, name)) return builtins[name];
+  if (Object.hasOwn(clientCommands, name)) return clientCommands[name]();
+  return undefined;
+}
+
+async function help(): Promise<string> {
+  const names = [...Object.keys(builtins), ...Object.keys(clientCommands)];
+  const synopses = await Promise.all(names.map(async (name) => (await command(name))?.synopsis ?? ''));
+  const width = Math.max(...names.map((c) => c.length));
+  const lines = names.map((name, i) => `    ${name.padEnd(width)}    ${synopses[i]}`);
   return [
     'Usage: meshd [--version] [--help] <command> [<args>]',
     '',
@@ -43,14 +51,14 @@ function help(): string {
 export async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
   if (first === undefined || first === '--help' || first === '-help' || first === '-h' || first === 'help') {
-    console.log(help());
+    console.log(await help());
     return 0;
   }
-  if (first === '--version' || first === '-version' || first === '-v') return commands.version.run([]);
-  const command = commands[first];
-  if (!command) {
-    console.error(`meshd: unknown command "${first}"\n\n${help()}`);
+  if (first === '--version' || first === '-version' || first === '-v') return builtins.version.run([]);
+  const found = await command(first);
+  if (!found) {
+    console.error(`meshd: unknown command "${first}"\n\n${await help()}`);
     return 1;
   }
-  return command.run(rest);
+  return found.run(rest);
 }

@@ -86,16 +86,27 @@ test('under an older system Node, signals to the shim reach the agent: SIGHUP re
   await t.throwsAsync(fetch(`http://${ip}:8500/v1/agent/self`), undefined, 'the agent stopped too');
 });
 
-test('meshd --help lists the commands', async (t) => {
+test('meshd --help lists the commands with their synopses', async (t) => {
   const { stdout } = await run(process.execPath, [bin, '--help']);
   t.regex(stdout, /Usage: meshd/);
   t.regex(stdout, /version/);
+  // Client commands load only when run or listed: their synopses come from their modules.
+  t.regex(stdout, /\n {4}kv +Interact with the key-value store\n/);
+  t.regex(stdout, /\n {4}watch +Watch for changes in the cluster\n/);
 });
 
 test('an unknown command is a one-line error and exit 1', async (t) => {
   const err = await t.throwsAsync(run(process.execPath, [bin, 'frobnicate']));
   t.is((err as { code?: number }).code, 1);
   t.regex((err as { stderr?: string }).stderr ?? '', /unknown command "frobnicate"/);
+});
+
+test('a command named like an Object property is unknown, not a crash', async (t) => {
+  for (const name of ['constructor', 'toString', '__proto__']) {
+    const err = await t.throwsAsync(run(process.execPath, [bin, name]));
+    t.is((err as { code?: number }).code, 1, name);
+    t.regex((err as { stderr?: string }).stderr ?? '', new RegExp(`unknown command "${name}"`), name);
+  }
 });
 
 test('npm scripts run on the pinned Node 24', (t) => {
