@@ -20,6 +20,11 @@ if (major > 22 || (major === 22 && minor >= 18)) {
   // Before the first TypeScript module: ours then load stripped at install time (source-cache.js).
   const { installSourceCache } = await import('./source-cache.js');
   installSourceCache(fileURLToPath(new URL('..', import.meta.url)));
+  if (process.argv[2] === 'agent') {
+    // Before the agent's start-up code gets hot enough to be optimized (src/cli/v8-tuning.ts).
+    const { deferOptimizingCompilers } = await import('../src/cli/v8-tuning.ts');
+    deferOptimizingCompilers();
+  }
   const { installVendorHook } = await import('../src/cli/vendor.ts');
   installVendorHook();
   await import(main);

@@ -4,7 +4,6 @@
  * on stderr and exit code 1.
  */
 
-import { setFlagsFromString } from 'node:v8';
 import type { Agent } from '../agent/agent.ts';
 import { ConfigError } from '../agent/config/errors.ts';
 import { agentFlagsUsage, parseAgentFlags } from '../agent/config/flags.ts';
@@ -12,6 +11,7 @@ import { loadConfig } from '../agent/config/load.ts';
 import { DataDirLockedError } from '../agent/data-dir.ts';
 import { createLogger } from '../agent/logger.ts';
 import { VERSION } from '../version.ts';
+import { tuneV8ForRole } from './v8-tuning.ts';
 
 export async function runAgent(argv: string[]): Promise<number> {
   let help = false;
@@ -47,19 +47,7 @@ export async function runAgent(argv: string[]): Promise<number> {
   });
   for (const w of warnings) logger.warn(w);
 
-  // A client agent runs on every host and serves little traffic: a young generation held at its
-  // initial 1 MiB semi-spaces (V8's default grows to 16 MiB) saves ~20 MiB of RSS per host for a
-  // few more cheap scavenges, and V8's optimize-for-size mode another ~26 MiB (141 → 115 MiB for a
-  // client in a cluster, no idle CPU difference measurable). Set before the agent's modules load.
-  // A growth factor of 1 is what holds the young generation: V8 reads it whenever it would grow,
-  // while --max-semi-space-size is read only when the heap is set up (setting it here does nothing).
-  // Servers keep the default. Held at 1 MiB, a server's write p99 under 16 concurrent KV writers
-  // fell (15.4–18.4 → 11.8–14.1 ms in paired runs), but bench:kv's writes at 64 connections fell
-  // by a quarter (in-flight requests outlive the small nursery and are promoted).
-  if (!config.server) {
-    setFlagsFromString('--semi-space-growth-factor=1');
-    setFlagsFromString('--optimize-for-size');
-  }
+  tuneV8ForRole(config.server ? 'server' : 'client');
   const [{ Agent }, { agentHttpRoutes }, { startHttpApi }] = await Promise.all([
     import('../agent/agent.ts'),
     import('../api/http/agent/routes.ts'),
