@@ -563,3 +563,42 @@ test('user messages in a push-pull: delivered if the sender first heard them aft
   t.true(s.sendUser('mine', 2_400));
   t.deepEqual(s.drain().user, [], 'our own message is not delivered back to us');
 });
+
+test('periodic push-pulls go to a connected member three times in four, else to any live member', (t) => {
+  const targets = (connected?: (addr: string) => boolean) => {
+    const rng = new Prng(7);
+    const s = new Swim({
+      self: { name: 'me', id: 'id-me', addr: 'me:8301', meta: { role: 'node' } },
+      // No probes: every member stays alive; a push-pull every second.
+      config: { ...LAN, probeIntervalMs: 1e12, pushPullIntervalMs: 1_000 },
+      random: () => rng.next(),
+      now: 0,
+      connected,
+    });
+    s.receive(
+      gossip(
+        'm0',
+        Array.from({ length: 20 }, (_, i) => alive(`m${i}`, 1)),
+      ),
+      0,
+    );
+    s.drain();
+    const to: string[] = [];
+    for (let now = 1_000; now <= 400_000; now += 1_000) {
+      s.tick(now);
+      for (const m of s.drain().messages) if (m.message.type === 'push-pull') to.push(m.to);
+    }
+    return to;
+  };
+  const held = new Set(['m3:8301', 'm11:8301']);
+  const preferred = targets((addr) => held.has(addr));
+  const share = preferred.filter((a) => held.has(a)).length / preferred.length;
+  t.true(preferred.length >= 390, `${preferred.length} push-pulls`);
+  // 3/4 to the two connected members, plus their 2/20 of the random rest.
+  t.true(share > 0.7 && share < 0.85, `share to connected members ${share}`);
+  t.true(new Set(preferred).size >= 15, 'the rest still reach the other members');
+  // Without connection knowledge (the simulator), and with none held: any live member.
+  const blind = targets();
+  t.true(blind.filter((a) => held.has(a)).length / blind.length < 0.2);
+  t.true(targets(() => false).length >= 390, 'nothing connected: push-pulls still go out');
+});

@@ -178,6 +178,7 @@ export class Membership {
       config: { ...swimProfile(init.profile), ...init.overrides },
       random: Math.random,
       now: performance.now(),
+      connected: (addr) => host.isConnected(addr),
     });
     const m = new Membership(swim, host, topics, log);
     host.onMessage((bytes, via) => m.#receive(bytes, via));
