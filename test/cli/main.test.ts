@@ -1,11 +1,11 @@
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
 import { VERSION } from '../../src/version.ts';
-import { waitFor } from '../support/agent-process.ts';
+import { startAgent, waitFor } from '../support/agent-process.ts';
 
 const run = promisify(execFile);
 const bin = new URL('../../bin/meshd.js', import.meta.url).pathname;
@@ -111,4 +111,34 @@ test('a command named like an Object property is unknown, not a crash', async (t
 
 test('npm scripts run on the pinned Node 24', (t) => {
   t.regex(process.version, /^v24\./);
+});
+
+test('an agent runs with MALLOC_ARENA_MAX=2 in its own process; the checks it starts do not inherit it', async (t) => {
+  if (process.platform !== 'linux' || process.env.MALLOC_ARENA_MAX !== undefined) {
+    t.log('not Linux, or MALLOC_ARENA_MAX already set here (the agent keeps the given value)');
+    t.pass();
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'meshd-arena-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const envFile = join(dir, 'check-env.txt');
+  writeFileSync(
+    join(dir, 'checks.json'),
+    JSON.stringify({
+      enable_local_script_checks: true,
+      check: { id: 'env', name: 'env', args: ['sh', '-c', `env > ${envFile}`], interval: '1s' },
+    }),
+  );
+  const agent = await startAgent(['-dev', `-config-file=${join(dir, 'checks.json')}`]);
+  t.teardown(() => agent.stop());
+  await waitFor('the agent to answer', async () => (await fetch(`${agent.http}/v1/agent/self`)).ok);
+  // execve kept the PID that was spawned; the environment it started with has the setting.
+  const environ = readFileSync(`/proc/${agent.child.pid}/environ`, 'utf8').split('\0');
+  t.true(environ.includes('MALLOC_ARENA_MAX=2'), 'the agent process itself runs with it');
+  await waitFor(
+    'the script check to run',
+    () => existsSync(envFile) && readFileSync(envFile, 'utf8').includes('PATH='),
+  );
+  t.false(/^MALLOC_ARENA_MAX=/m.test(readFileSync(envFile, 'utf8')), 'a check does not inherit it');
+  t.false(/^MESHD_SET_MALLOC_ARENA_MAX=/m.test(readFileSync(envFile, 'utf8')));
 });
