@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const [major, minor] = process.versions.node.split('.').map(Number);
 if (major > 22 || (major === 22 && minor >= 18)) {
+  const isAgent = process.argv[2] === 'agent';
   // glibc's malloc gives every thread that allocates an arena of its own, up to 8 per core, and an
   // agent's threads (V8's workers, libuv's pool) leave theirs mostly empty but resident:
   // MALLOC_ARENA_MAX=2 takes ~1.6 MiB off a client agent's RSS. glibc reads it only when a process
@@ -23,7 +24,7 @@ if (major > 22 || (major === 22 && minor >= 18)) {
   // PID, so supervisors and signals are unaffected). A value the user set is left alone; ours is
   // taken out of the environment again so that checks and proxies the agent starts do not inherit it.
   if (
-    process.argv[2] === 'agent' &&
+    isAgent &&
     process.platform === 'linux' &&
     process.env.MALLOC_ARENA_MAX === undefined &&
     typeof process.execve === 'function'
@@ -42,7 +43,7 @@ if (major > 22 || (major === 22 && minor >= 18)) {
   // Before the first TypeScript module: ours then load stripped at install time (source-cache.js).
   const { installSourceCache } = await import('./source-cache.js');
   installSourceCache(fileURLToPath(new URL('..', import.meta.url)));
-  if (process.argv[2] === 'agent') {
+  if (isAgent) {
     // Before the agent's start-up code gets hot enough to be optimized (src/cli/v8-tuning.ts).
     const { deferOptimizingCompilers } = await import('../src/cli/v8-tuning.ts');
     deferOptimizingCompilers();

@@ -41,5 +41,6 @@ export function tuneV8ForRole(role: 'server' | 'client'): void {
   // while --max-semi-space-size is read only when the heap is set up (setting it here does nothing).
   setFlagsFromString('--semi-space-growth-factor=1');
   setFlagsFromString('--optimize-for-size');
+  // Already off when bin/meshd.js started the agent; not when src/cli/main.ts was run directly.
   deferOptimizingCompilers();
 }

@@ -184,8 +184,13 @@ export class RaftLog {
     if (this.term(index) === term && index >= this.stableNext) this.stableNext = index + 1;
   }
 
+  /** The last index handed out or applied: `applied` passes `handed` after a restored snapshot. */
+  private get handedOrApplied(): number {
+    return Math.max(this.applied, this.handed);
+  }
+
   hasNextCommitted(): boolean {
-    return this.committed > Math.max(this.applied, this.handed) && this.pendingSnapshot === null;
+    return this.committed > this.handedOrApplied && this.pendingSnapshot === null;
   }
 
   /**
@@ -194,7 +199,7 @@ export class RaftLog {
    */
   nextCommitted(maxBytes: number): Entry[] {
     if (!this.hasNextCommitted()) return [];
-    const from = Math.max(this.applied, this.handed) + 1;
+    const from = this.handedOrApplied + 1;
     const entries = this.slice(from, this.committed + 1, maxBytes) ?? [];
     if (entries.length > 0) this.handed = entries[entries.length - 1].index;
     return entries;

@@ -6,6 +6,7 @@
 import { request } from 'node:http';
 import test from 'ava';
 import { pino } from 'pino';
+import { waitFor } from '../support/agent-process.ts';
 import { type ApiServer, startApiServer } from '../support/api-server.ts';
 
 let api: ApiServer;
@@ -67,7 +68,12 @@ test('a client gone mid-body: nothing written, nothing logged, the server answer
       req.write(Buffer.alloc(100, 1), () => req.destroy());
     });
     // Once the server has seen the connection close, its handler has run to the end.
-    await waitUntil(() => new Promise<boolean>((r) => own.http.getConnections((_e, n) => r(n === 0))), 5_000);
+    await waitFor(
+      'the server to see the connection close',
+      () => new Promise<boolean>((r) => own.http.getConnections((_e, n) => r(n === 0))),
+      5_000,
+      10,
+    );
     t.is((await fetch(`${own.url}/v1/kv/half`)).status, 404);
     t.is((await fetch(`${own.url}/v1/kv/after`, { method: 'PUT', body: 'v' })).status, 200);
     t.deepEqual(lines, []);
@@ -75,14 +81,6 @@ test('a client gone mid-body: nothing written, nothing logged, the server answer
     await own.close();
   }
 });
-
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 test('an entry: JSON with base64 value, read headers, content length', async (t) => {
   const r = await fetch(`${api.url}/v1/kv/app/config`);
