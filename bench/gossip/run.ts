@@ -3,7 +3,8 @@
  * machine, same run:
  * `npm run bench:gossip -- [N ...] [--settle N] [--idle 20] [--only meshd|serf] [--no-record]`.
  *
- * Per system and N (agents on 127.0.1.x for meshd, 127.0.2.x for Serf, each joining agent 1):
+ * Per system and N (agents on 127.0.1.x for meshd, 127.0.2.x for Serf, each joining agent 1;
+ * each cluster's gossip encrypted with its own random key, `-encrypt`, as production's should be):
  * 1. join: all N agents are started alone and answer their API (start-up time is reported: a Node
  *    process takes far longer than a Go binary to start); then every agent is asked to join agent
  *    1 at once (`PUT /v1/agent/join`, `serf join`), and the join time runs until every agent lists
@@ -21,6 +22,7 @@
  */
 
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -192,7 +194,8 @@ async function runSystem(sys: GossipSystem, n: number): Promise<Result> {
   try {
     // 1. Start everyone alone; once all answer, everyone joins agent 1 at once.
     const firstSpawn = performance.now();
-    for (const i of all) children.set(i, sys.spawn(i, dir));
+    const key = randomBytes(32).toString('base64');
+    for (const i of all) children.set(i, sys.spawn(i, dir, key));
     for (const [i, c] of children) pids.set(i, c.pid as number);
     const readyAt = await until('every agent to answer', sys, all, firstSpawn, () => true, []);
     const startup = Math.max(...readyAt.values());
@@ -378,7 +381,8 @@ async function main(): Promise<void> {
         '',
         wrapProse(
           `${machineLine()}. meshd (1 server + N−1 clients, LAN profile, log level warn) vs ${serfVersion} ` +
-            `(defaults, LAN), N processes each on their own loopback address, one system after the other. ` +
+            `(defaults, LAN), both encrypted (\`-encrypt\`, a random 32-byte key per cluster), N processes ` +
+            'each on their own loopback address, one system after the other. ' +
             `After the join a settle of ${SETTLE_S ?? 'N'} s (every agent polled every 2 s), then idle ` +
             `${IDLE_S} s (agent 1 alone polled, so that idle CPU is not the cost of answering the bench). ` +
             "Bytes are what each agent's address sent on lo (nftables counters, headers included).",

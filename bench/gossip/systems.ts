@@ -17,8 +17,11 @@ export type Status = 'alive' | 'leaving' | 'left' | 'failed' | 'other';
 export interface GossipSystem {
   name: string;
   ip(i: number): string;
-  /** Spawns agent i (1-based); agent 1 is the seed the others join. */
-  spawn(i: number, dir: string): ChildProcess;
+  /**
+   * Spawns agent i (1-based); agent 1 is the seed the others join. `key`: the base64 gossip key
+   * (32 bytes, AES-256) the cluster's traffic is encrypted with, as production gossip should be.
+   */
+  spawn(i: number, dir: string, key: string): ChildProcess;
   /** Whether agent i answers its API. */
   ready(i: number): Promise<boolean>;
   /** Agent i's view: member name → status. Throws if it does not answer. */
@@ -41,7 +44,7 @@ export const meshd: GossipSystem = {
   name: 'meshd',
   ip: (i) => `127.0.1.${i}`,
   memberName: (i) => `m${i}`,
-  spawn(i, dir) {
+  spawn(i, dir, key) {
     const ip = this.ip(i);
     const args = [
       MAIN,
@@ -53,6 +56,7 @@ export const meshd: GossipSystem = {
       `-log-level=${process.env.BENCH_LOG_LEVEL ?? 'warn'}`,
       '-dns-port=-1',
       '-grpc-port=-1',
+      `-encrypt=${key}`,
       ...(i === 1 ? ['-server', '-bootstrap-expect=1'] : []),
     ];
     // Logs go to a file: an unread pipe would fill and block the agent's synchronous log writes.
@@ -109,7 +113,7 @@ export const serf: GossipSystem = {
   name: 'Serf',
   ip: (i) => `127.0.2.${i}`,
   memberName: (i) => `s${i}`,
-  spawn(i, dir) {
+  spawn(i, dir, key) {
     const ip = this.ip(i);
     const args = [
       'agent',
@@ -117,6 +121,7 @@ export const serf: GossipSystem = {
       `-bind=${ip}:7946`,
       `-rpc-addr=${ip}:7373`,
       '-log-level=warn',
+      `-encrypt=${key}`,
     ];
     const log = openSync(join(dir, `${this.memberName(i)}.log`), 'w');
     const child = spawn('serf', args, { stdio: ['ignore', log, log] });

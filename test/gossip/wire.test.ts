@@ -8,6 +8,7 @@ import { type GossipMessage, MAX_USER_MESSAGE_LENGTH } from '../../src/agent/gos
 import {
   decodeMessage,
   encodeMessage,
+  encodePushPullParts,
   GossipWireError,
   MAX_FRAME_BYTES,
 } from '../../src/agent/gossip/wire.ts';
@@ -288,4 +289,58 @@ test('every bound: accepted at the limit, refused one past it, naming the field'
   }
   const tooShort = { v: 1, type: 'gossip', from: { name: 'a', addr: 'ab' }, updates: [] };
   t.throws(() => decodeMessage(enc(tooShort)), { message: /from\.addr/ });
+});
+
+test('a push-pull split into packet-sized parts: each part fits, together they carry the whole state, updates and user messages once', (t) => {
+  const alive = (i: number) => ({
+    kind: 'alive' as const,
+    name: `member-${i}-ü`,
+    id: `00000000-0000-0000-0000-${String(i).padStart(12, '0')}`,
+    addr: `10.0.${i >> 8}.${i & 255}:8301`,
+    meta: { role: 'node', dc: 'dc1', vsn: '2', build: '0.1.0' },
+    inc: i,
+  });
+  const m: Extract<GossipMessage, { type: 'push-pull' }> = {
+    type: 'push-pull',
+    seq: 9,
+    join: true,
+    reply: true,
+    from,
+    updates: [{ kind: 'suspect', name: 'member-3-ü', inc: 3, by: 'a' }],
+    user: ['{"ID":"u1"}'],
+    state: Array.from({ length: 40 }, (_, i) => alive(i)),
+    recent: Array.from({ length: 5 }, (_, i) => ({
+      body: `{"ID":"r${i}","Payload":"${'x'.repeat(300)}"}`,
+      ageMs: i,
+    })),
+  };
+  const parts = encodePushPullParts(m, 1_373, 32);
+  if (!parts) return t.fail('expected parts');
+  t.true(parts.length > 1);
+  for (const p of parts) t.true(p.byteLength <= 1_373, `${p.byteLength} bytes`);
+  const decoded = parts.map((p) => decodeMessage(p) as Extract<GossipMessage, { type: 'push-pull' }>);
+  for (const d of decoded) {
+    t.like(d, { type: 'push-pull', seq: 9, join: true, reply: true, from });
+  }
+  t.deepEqual(
+    decoded.flatMap((d) => d.state),
+    m.state,
+  );
+  t.deepEqual(
+    decoded.flatMap((d) => d.recent ?? []),
+    m.recent,
+  );
+  t.deepEqual(
+    decoded.flatMap((d) => d.updates),
+    m.updates,
+  );
+  t.deepEqual(
+    decoded.flatMap((d) => d.user ?? []),
+    m.user,
+  );
+  // One part when it all fits; nothing when it takes more parts than allowed or one item alone
+  // does not fit in a part.
+  t.is(encodePushPullParts({ ...m, state: m.state.slice(0, 1), recent: [] }, 1_373, 32)?.length, 1);
+  t.is(encodePushPullParts(m, 1_373, parts.length - 1), undefined);
+  t.is(encodePushPullParts({ ...m, recent: [{ body: 'y'.repeat(2_000), ageMs: 0 }] }, 1_373, 32), undefined);
 });

@@ -195,6 +195,60 @@ export function encodeMessage(m: GossipMessage): Uint8Array {
   return encoder.encode(JSON.stringify({ v: WIRE_VERSION, ...m }));
 }
 
+type PushPull = Extract<GossipMessage, { type: 'push-pull' }>;
+
+/**
+ * A push-pull as several messages, each of whose encodings is at most `maxBytes`: the first
+ * carries the piggybacked updates and user messages and as much of the state as fits, the rest
+ * more of the state, then the recent user messages. Merging the parts in any order, or only some
+ * of them, is merging part of the sender's state, which the protocol already does with updates.
+ * Undefined when it takes more than `maxParts` (or one item alone does not fit in a part).
+ */
+export function encodePushPullParts(
+  m: PushPull,
+  maxBytes: number,
+  maxParts: number,
+): Uint8Array[] | undefined {
+  const first = { ...m, state: [] as Update[], recent: [] as RecentUserMessage[] };
+  const rest = {
+    ...m,
+    updates: [],
+    user: undefined,
+    state: [] as Update[],
+    recent: [] as RecentUserMessage[],
+  };
+  const parts: (typeof first)[] = [first];
+  // An item's JSON length plus its comma; `"recent":[]` is counted whether or not it is left out.
+  const room = (part: typeof first) => maxBytes - byteLength(JSON.stringify({ v: WIRE_VERSION, ...part }));
+  let free = room(first);
+  const place = <K extends 'state' | 'recent'>(key: K, item: (typeof first)[K][number]) => {
+    const size = byteLength(JSON.stringify(item)) + 1;
+    if (size > free) {
+      if (parts.length >= maxParts) return false;
+      const next = { ...rest, state: [], recent: [] };
+      parts.push(next);
+      free = room(next);
+      if (size > free) return false;
+    }
+    (parts[parts.length - 1][key] as unknown[]).push(item);
+    free -= size;
+    return true;
+  };
+  for (const u of m.state) if (!place('state', u)) return undefined;
+  for (const r of m.recent ?? []) if (!place('recent', r)) return undefined;
+  const out: Uint8Array[] = [];
+  for (const { recent, ...part } of parts) {
+    const bytes = encodeMessage(recent.length > 0 ? { ...part, recent } : part);
+    if (bytes.byteLength > maxBytes) return undefined;
+    out.push(bytes);
+  }
+  return out;
+}
+
+function byteLength(s: string): number {
+  return Buffer.byteLength(s, 'utf8');
+}
+
 export function decodeMessage(bytes: Uint8Array): GossipMessage {
   if (bytes.byteLength > MAX_FRAME_BYTES) {
     throw new GossipWireError(`frame of ${bytes.byteLength} bytes exceeds ${MAX_FRAME_BYTES}`);
