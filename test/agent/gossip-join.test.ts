@@ -2,9 +2,11 @@
  * How a join travels, with real agent processes: in a cluster with a key it is a packet exchange
  * (no libp2p connection, no stream frame on either side); when the packets go unanswered (here UDP
  * does not reach the seed: the joiner names a TCP forwarder) it falls back to TCP and still
- * succeeds; in a cluster without a key it goes over TCP from the start.
+ * succeeds; in a cluster without a key it goes over TCP from the start. User events too many for
+ * one packet travel as several, not over TCP.
  */
 
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -108,6 +110,30 @@ test('with a key a join is a packet exchange, falling back to TCP when UDP does 
     },
     20_000,
   );
+
+  // Ten user events at once with random payloads: their JSON does not deflate into one packet, so
+  // the agent spreads it over several, and still sends no frame.
+  const framesBefore = await gossipStat(joiner, 'frames.out');
+  for (let i = 0; i < 10; i++) {
+    const r = await fetch(`${joiner.http}/v1/event/fire/bulk-${i}`, {
+      method: 'PUT',
+      body: randomBytes(300).toString('base64'),
+    });
+    t.is(r.status, 200);
+  }
+  for (const a of [seed, joiner, viaTcp]) {
+    await waitFor(
+      'every agent to list the ten events',
+      async () => {
+        const events = (await (await fetch(`${a.http}/v1/event/list`)).json()) as { Name: string }[];
+        return events.filter((e) => e.Name.startsWith('bulk-')).length === 10;
+      },
+      20_000,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}\n${dump()}`);
+    });
+  }
+  t.is(await gossipStat(joiner, 'frames.out'), framesBefore);
 
   // Without a key: TCP only.
   const plain = await joinVia(plainJoiner, plainSeed.gossip);

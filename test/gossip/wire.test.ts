@@ -1,16 +1,20 @@
 /** The gossip wire format: round trips, and garbage of every kind refused with one clear error. */
 
+import { randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
+import { deflateRawSync } from 'node:zlib';
 import test from 'ava';
 import fc from 'fast-check';
 import { z } from 'zod';
 import { type GossipMessage, MAX_USER_MESSAGE_LENGTH } from '../../src/agent/gossip/core/types.ts';
 import {
   decodeMessage,
+  encodeCompact,
   encodeMessage,
   encodePushPullParts,
   GossipWireError,
   MAX_FRAME_BYTES,
+  MAX_PACKET_MESSAGE_BYTES,
 } from '../../src/agent/gossip/wire.ts';
 
 const from = { name: 'a', addr: '127.0.0.1:8301' };
@@ -342,5 +346,38 @@ test('a push-pull split into packet-sized parts: each part fits, together they c
   // does not fit in a part.
   t.is(encodePushPullParts({ ...m, state: m.state.slice(0, 1), recent: [] }, 1_373, 32)?.length, 1);
   t.is(encodePushPullParts(m, 1_373, parts.length - 1), undefined);
-  t.is(encodePushPullParts({ ...m, recent: [{ body: 'y'.repeat(2_000), ageMs: 0 }] }, 1_373, 32), undefined);
+  const incompressible = randomBytes(1_500).toString('base64');
+  t.is(encodePushPullParts({ ...m, recent: [{ body: incompressible, ageMs: 0 }] }, 1_373, 32), undefined);
+});
+
+test('a message of more than a few hundred bytes goes deflated and comes back the same; a deflated frame that is garbage or inflates past the bound is refused', (t) => {
+  const small: GossipMessage = { type: 'ping', seq: 1, target: 'b', from, updates: [] };
+  t.deepEqual(encodeCompact(small), encodeMessage(small));
+  const big: GossipMessage = {
+    type: 'gossip',
+    from,
+    updates: Array.from({ length: 16 }, (_, i) => ({
+      kind: 'alive' as const,
+      name: `m${i}`,
+      id: `id-${i}`,
+      addr: `127.0.1.${i}:8301`,
+      meta: { role: 'node', dc: 'dc1', vsn: '2' },
+      inc: 1,
+    })),
+  };
+  const wire = encodeCompact(big);
+  t.is(wire[0], 0);
+  t.true(wire.byteLength * 3 < encodeMessage(big).byteLength, `${wire.byteLength} bytes`);
+  t.deepEqual(decodeMessage(wire), big);
+  // Garbage after the marker, and a bomb: 1 MiB of spaces deflates to ~1 KiB.
+  t.throws(() => decodeMessage(Uint8Array.of(0, 1, 2, 3)), {
+    instanceOf: GossipWireError,
+    message: 'deflated frame does not inflate',
+  });
+  const bomb = Buffer.concat([Buffer.of(0), deflateRawSync(Buffer.alloc(1 << 20, 0x20))]);
+  t.true(bomb.byteLength < MAX_PACKET_MESSAGE_BYTES);
+  t.throws(() => decodeMessage(bomb, MAX_PACKET_MESSAGE_BYTES), {
+    instanceOf: GossipWireError,
+    message: `deflated frame inflates to more than ${MAX_PACKET_MESSAGE_BYTES} bytes`,
+  });
 });

@@ -24,7 +24,13 @@ import type { GossipMessage, Member, MemberInfo, MembershipEvent } from './core/
 import { type GossipHost, type MessageVia, startGossipHost } from './host.ts';
 import { loadOrCreateIdentity } from './identity.ts';
 import { packetKeyFromGossipKey, pskFromGossipKey } from './key.ts';
-import { decodeMessage, encodeMessage, encodePushPullParts, MAX_FRAME_BYTES } from './wire.ts';
+import {
+  decodeMessage,
+  encodeCompact,
+  encodePushPullParts,
+  MAX_FRAME_BYTES,
+  MAX_PACKET_MESSAGE_BYTES,
+} from './wire.ts';
 
 export type { Member, MembershipEvent } from './core/types.ts';
 
@@ -400,7 +406,7 @@ export class Membership {
     if (this.#stopped) return;
     let message: ReturnType<typeof decodeMessage>;
     try {
-      message = decodeMessage(bytes);
+      message = decodeMessage(bytes, via?.kind === 'packet' ? MAX_PACKET_MESSAGE_BYTES : MAX_FRAME_BYTES);
     } catch (err) {
       this.counters.malformed++;
       this.#log.debug({ err: (err as Error).message }, 'dropped an undecodable gossip frame');
@@ -475,18 +481,50 @@ export class Membership {
    */
   #sendPushPull(to: string, m: Extract<GossipMessage, { type: 'push-pull' }>): void {
     if (this.#sealed && m.join) {
-      if (!m.reply && !this.#joinOverTcp.has(to) && this.#host.sendPacket(to, encodeMessage(m))) return;
+      if (!m.reply && !this.#joinOverTcp.has(to) && this.#host.sendPacket(to, encodeCompact(m))) return;
       const asked = this.#packetJoin;
       if (m.reply && asked?.from === to && asked.seq === m.seq) {
         this.#packetJoin = undefined;
-        const parts = encodePushPullParts(m, this.#host.maxPacketPayload, JOIN_PACKETS);
+        // The piggybacked updates go on packets of their own, so that the state gets whole parts.
+        const { updates, user, ...exchange } = m;
+        const parts = encodePushPullParts(
+          { ...exchange, updates: [] },
+          this.#host.maxPacketPayload,
+          JOIN_PACKETS,
+        );
         if (parts) {
           for (const p of parts) this.#host.sendPacket(to, p);
+          if (updates.length > 0 || user)
+            this.#sendPacked(to, { type: 'gossip', from: m.from, updates, ...(user && { user }) });
           return;
         }
       }
     }
-    this.#host.send(to, encodeMessage(m));
+    this.#host.send(to, encodeCompact(m));
+  }
+
+  /**
+   * Sends a message as packets: one when it fits (deflated, see wire.ts), else with its piggybacked
+   * updates and user messages halved onto gossip messages of their own until each fits. Only what
+   * cannot be split (one update or user message too large for a packet on its own) goes over TCP.
+   */
+  #sendPacked(to: string, m: GossipMessage): void {
+    if (this.#host.sendPacket(to, encodeCompact(m))) return;
+    const riders = [...m.updates.map((u) => ({ u })), ...(m.user ?? []).map((b) => ({ b }))];
+    // A gossip message is nothing but its riders: one alone that does not fit never will.
+    const keep = Math.floor(riders.length / 2);
+    if (riders.length === 0 || (m.type === 'gossip' && riders.length === 1)) {
+      this.#host.send(to, encodeCompact(m));
+      return;
+    }
+    const carrying = (rs: typeof riders) => {
+      const updates = rs.flatMap((r) => ('u' in r ? [r.u] : []));
+      const user = rs.flatMap((r) => ('b' in r ? [r.b] : []));
+      return { updates, ...(user.length > 0 && { user }) };
+    };
+    const { user: _, ...bare } = m;
+    this.#sendPacked(to, { ...bare, ...carrying(riders.slice(0, keep)) } as GossipMessage);
+    this.#sendPacked(to, { type: 'gossip', from: m.from, ...carrying(riders.slice(keep)) });
   }
 
   /** Sends what the core queued, delivers its events, re-arms the timer for its next deadline. */
@@ -498,11 +536,9 @@ export class Membership {
         this.#sendPushPull(m.to, m.message);
         continue;
       }
-      // The rest go as packets unless too large for one.
-      const bytes = encodeMessage(m.message);
-      if (!this.#host.sendPacket(m.to, bytes)) this.#host.send(m.to, bytes);
+      this.#sendPacked(m.to, m.message);
     }
-    for (const b of broadcasts) this.#host.publish(this.#membersTopic, encodeMessage(b));
+    for (const b of broadcasts) this.#host.publish(this.#membersTopic, encodeCompact(b));
     for (const e of events) {
       if (e.type === 'join') this.#noteJoin(performance.now());
       if (e.type === 'join-ack') {

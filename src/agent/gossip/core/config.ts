@@ -35,9 +35,10 @@ export interface SwimConfig {
   /** Most updates piggybacked on one message. */
   maxPiggyback: number;
   /**
-   * Most bytes of updates (as JSON) piggybacked on one message, so that a probe or gossip message
-   * stays one UDP packet (1,400 bytes, packet.ts) with room for its own fields. An update larger
-   * than this on its own still goes, alone, on a message that then travels over TCP.
+   * Most bytes of updates (as JSON) piggybacked on one message. The agent deflates a message's
+   * JSON (wire.ts): members' alive updates shrink ~5x, so 5,000 bytes of them still make one UDP
+   * packet (1,400 bytes, packet.ts); what does not (incompressible user messages) the agent moves
+   * onto extra packets. An update larger than a packet on its own goes over TCP.
    */
   maxPiggybackBytes: number;
 }
@@ -58,7 +59,7 @@ export const LAN: SwimConfig = {
   reconnectTimeoutMs: 72 * 3_600_000, // Consul's reconnect_timeout
   tombstoneTimeoutMs: 24 * 3_600_000, // Serf's TombstoneTimeout
   maxPiggyback: 24,
-  maxPiggybackBytes: 1_000,
+  maxPiggybackBytes: 5_000,
 };
 
 export const WAN: SwimConfig = {
