@@ -9,8 +9,10 @@
  *    process takes far longer than a Go binary to start); then every agent is asked to join agent
  *    1 at once (`PUT /v1/agent/join`, `serf join`), and the join time runs until every agent lists
  *    N alive;
- * 2. settle for `--settle` seconds (default N: one probe round, in which meshd's members still
- *    dial the few connections gossipsub keeps), then idle: RSS per agent, CPU ms per
+ * 2. settle for `--settle` seconds (default the larger of N, one probe round, and 30: after a
+ *    join meshd's members dial the few connections gossipsub keeps, which at N = 10 took the
+ *    first ~20 s, 47 → 24 → 16 → 8 ms/s per agent in 5 s steps, then 4–8: part of the join's
+ *    cost, not idle), then idle: RSS per agent, CPU ms per
  *    agent per second (/proc), bytes per agent per second sent on lo (nftables counters by source
  *    address); false failures (any agent listing a live member as anything but alive, polled
  *    every 2 s) are counted through both, every agent polled while settling and agent 1 alone
@@ -54,7 +56,7 @@ const { values, positionals } = parseArgs({
 });
 const SIZES = positionals.length > 0 ? positionals.map(Number) : [10, 30, 50];
 const IDLE_S = Number(values.idle);
-/** Seconds between the join and the idle window; undefined: N (one probe round). */
+/** Seconds between the join and the idle window; undefined: max(N, 30) (see the header). */
 const SETTLE_S = values.settle === undefined ? undefined : Number(values.settle);
 const PHASE_TIMEOUT_MS = 120_000;
 const POLL_CONCURRENCY = 8;
@@ -237,7 +239,7 @@ async function runSystem(sys: GossipSystem, n: number): Promise<Result> {
         }
       }
     };
-    await watchFor((SETTLE_S ?? n) * 1000, all);
+    await watchFor((SETTLE_S ?? Math.max(n, 30)) * 1000, all);
     countersStart(all.map((i) => sys.ip(i)));
     const cpu0 = new Map(all.map((i) => [i, cpuSeconds(pids.get(i) as number)]));
     const idleStart = performance.now();
@@ -383,7 +385,7 @@ async function main(): Promise<void> {
           `${machineLine()}. meshd (1 server + N−1 clients, LAN profile, log level warn) vs ${serfVersion} ` +
             `(defaults, LAN), both encrypted (\`-encrypt\`, a random 32-byte key per cluster), N processes ` +
             'each on their own loopback address, one system after the other. ' +
-            `After the join a settle of ${SETTLE_S ?? 'N'} s (every agent polled every 2 s), then idle ` +
+            `After the join a settle of ${SETTLE_S ?? 'max(N, 30)'} s (every agent polled every 2 s), then idle ` +
             `${IDLE_S} s (agent 1 alone polled, so that idle CPU is not the cost of answering the bench). ` +
             "Bytes are what each agent's address sent on lo (nftables counters, headers included).",
         ),

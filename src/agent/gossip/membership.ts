@@ -511,12 +511,12 @@ export class Membership {
   #sendPacked(to: string, m: GossipMessage): void {
     if (this.#host.sendPacket(to, encodeCompact(m))) return;
     const riders = [...m.updates.map((u) => ({ u })), ...(m.user ?? []).map((b) => ({ b }))];
-    // A gossip message is nothing but its riders: one alone that does not fit never will.
-    const keep = Math.floor(riders.length / 2);
+    // Nothing to move off, or a gossip message (nothing but its riders) with one rider: as is.
     if (riders.length === 0 || (m.type === 'gossip' && riders.length === 1)) {
       this.#host.send(to, encodeCompact(m));
       return;
     }
+    const keep = Math.floor(riders.length / 2);
     const carrying = (rs: typeof riders) => {
       const updates = rs.flatMap((r) => ('u' in r ? [r.u] : []));
       const user = rs.flatMap((r) => ('b' in r ? [r.b] : []));
