@@ -326,22 +326,10 @@ test('a push-pull split into packet-sized parts: each part fits, together they c
   for (const d of decoded) {
     t.like(d, { type: 'push-pull', seq: 9, join: true, reply: true, from });
   }
-  t.deepEqual(
-    decoded.flatMap((d) => d.state),
-    m.state,
-  );
-  t.deepEqual(
-    decoded.flatMap((d) => d.recent ?? []),
-    m.recent,
-  );
-  t.deepEqual(
-    decoded.flatMap((d) => d.updates),
-    m.updates,
-  );
-  t.deepEqual(
-    decoded.flatMap((d) => d.user ?? []),
-    m.user,
-  );
+  for (const key of ['state', 'recent', 'updates', 'user'] as const) {
+    const together: unknown[] = decoded.flatMap((d): unknown[] => d[key] ?? []);
+    t.deepEqual(together, m[key], key);
+  }
   // One part when it all fits; nothing when it takes more parts than allowed or one item alone
   // does not fit in a part.
   t.is(encodePushPullParts({ ...m, state: m.state.slice(0, 1), recent: [] }, 1_373, 32)?.length, 1);
