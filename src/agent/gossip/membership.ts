@@ -1,8 +1,10 @@
 /**
  * The gossip membership of one agent: the SWIM core (`core/`) driven by real time over the gossip
  * host (`host.ts`). This is the only place where the core meets timers and sockets:
- * - probes, acks, ping-reqs and gossip go as UDP packets, push-pull (full state, joins) and any
- *   message too large for a packet over libp2p TCP, as memberlist splits them;
+ * - probes, acks, ping-reqs and gossip go as UDP packets (deflated when large, their piggyback
+ *   spread over several packets when it still does not fit), periodic push-pulls (full state)
+ *   over libp2p TCP, as memberlist splits them; with a cluster key a join is a packet exchange
+ *   too, over TCP when that goes unanswered (see {@link JOIN_PACKETS});
  * - a few connections are kept open to random members so that gossipsub has a mesh to spread
  *   broadcasts (user messages, state changes) over;
  * - user messages (the agent's user events) go both ways at once: over gossipsub, which is fast
