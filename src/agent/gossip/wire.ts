@@ -15,6 +15,7 @@
  */
 
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { jsonBytes } from './core/broadcast-queue.ts';
 import {
   type GossipMessage,
   MAX_USER_MESSAGE_LENGTH,
@@ -249,7 +250,7 @@ export function encodePushPullParts(
 
 function partsOf(
   m: PushPull,
-  jsonBytes: number,
+  jsonBudget: number,
   maxBytes: number,
   maxParts: number,
 ): Uint8Array[] | undefined {
@@ -263,10 +264,10 @@ function partsOf(
   };
   const parts: (typeof first)[] = [first];
   // An item's JSON length plus its comma; `"recent":[]` is counted whether or not it is left out.
-  const room = (part: typeof first) => jsonBytes - byteLength(JSON.stringify({ v: WIRE_VERSION, ...part }));
+  const room = (part: typeof first) => jsonBudget - encodeMessage(part).byteLength;
   let free = room(first);
   const place = <K extends 'state' | 'recent'>(key: K, item: (typeof first)[K][number]) => {
-    const size = byteLength(JSON.stringify(item)) + 1;
+    const size = jsonBytes(item);
     if (size > free) {
       if (parts.length >= maxParts) return false;
       const next = { ...rest, state: [], recent: [] };
@@ -287,10 +288,6 @@ function partsOf(
     out.push(bytes);
   }
   return out;
-}
-
-function byteLength(s: string): number {
-  return Buffer.byteLength(s, 'utf8');
 }
 
 /**
