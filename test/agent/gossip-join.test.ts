@@ -3,11 +3,12 @@
  * (no libp2p connection, no stream frame on either side); when the packets go unanswered (here UDP
  * does not reach the seed: the joiner names a TCP forwarder) it falls back to TCP and still
  * succeeds; in a cluster without a key it goes over TCP from the start. User events too many for
- * one packet travel as several, not over TCP.
+ * one packet travel as several, not over TCP, and so do the periodic push-pulls of a cluster with
+ * a key (the keyed agents run the `local` profile, whose push-pulls come every 15 s).
  */
 
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,6 +63,9 @@ test('with a key a join is a packet exchange, falling back to TCP when UDP does 
     await rm(root, { recursive: true, force: true });
   });
   const key = generateGossipKey();
+  const localProfile = join(root, 'local-profile.json');
+  await writeFile(localProfile, JSON.stringify({ gossip_lan: { profile: 'local' } }));
+  const keyed = [`-encrypt=${key}`, `-config-file=${localProfile}`];
   const start = async (name: string, host: string, extra: string[]) => {
     const a = await startAgent([`-node=${name}`, `-data-dir=${join(root, name)}`, ...extra], { host });
     agents.push(a);
@@ -69,9 +73,9 @@ test('with a key a join is a packet exchange, falling back to TCP when UDP does 
     return a;
   };
   const [seed, joiner, viaTcp, plainSeed, plainJoiner] = await Promise.all([
-    start('seed', '127.0.0.151', [`-encrypt=${key}`, '-server', '-bootstrap-expect=1']),
-    start('joiner', '127.0.0.152', [`-encrypt=${key}`]),
-    start('via-tcp', '127.0.0.153', [`-encrypt=${key}`]),
+    start('seed', '127.0.0.151', [...keyed, '-server', '-bootstrap-expect=1']),
+    start('joiner', '127.0.0.152', keyed),
+    start('via-tcp', '127.0.0.153', keyed),
     start('plain-seed', '127.0.0.155', []),
     start('plain-joiner', '127.0.0.156', []),
   ]);
@@ -134,6 +138,23 @@ test('with a key a join is a packet exchange, falling back to TCP when UDP does 
     });
   }
   t.is(await gossipStat(joiner, 'frames.out'), framesBefore);
+
+  // Periodic push-pulls (each agent's whole state, every 7.5-22.5 s at first in this profile) go
+  // as packets too: a round of them on every keyed agent, and not one frame more on any.
+  const keyedAgents = [seed, joiner, viaTcp];
+  const framesAt = async () =>
+    (await Promise.all(keyedAgents.map((a) => gossipStat(a, 'frames.out')))).join();
+  const framesBeforePushPulls = await framesAt();
+  const pushPullsBefore = await Promise.all(keyedAgents.map((a) => gossipStat(a, 'push_pulls')));
+  await waitFor(
+    'a periodic push-pull on every keyed agent',
+    async () => {
+      const now = await Promise.all(keyedAgents.map((a) => gossipStat(a, 'push_pulls')));
+      return now.every((n, i) => n > pushPullsBefore[i]);
+    },
+    40_000,
+  );
+  t.is(await framesAt(), framesBeforePushPulls);
 
   // Without a key: TCP only.
   const plain = await joinVia(plainJoiner, plainSeed.gossip);

@@ -15,6 +15,7 @@ import {
   GossipWireError,
   MAX_FRAME_BYTES,
   MAX_PACKET_MESSAGE_BYTES,
+  STATE_PART,
 } from '../../src/agent/gossip/wire.ts';
 
 const from = { name: 'a', addr: '127.0.0.1:8301' };
@@ -341,6 +342,17 @@ test('a push-pull split into packet-sized parts: each part fits, together they c
   t.is(encodePushPullParts(m, 1_373, parts.length - 1), undefined);
   const incompressible = randomBytes(1_500).toString('base64');
   t.is(encodePushPullParts({ ...m, recent: [{ body: incompressible, ageMs: 0 }] }, 1_373, 32), undefined);
+  // A request asks once: its first part is the request, the others are replies with sequence
+  // number 0, so that the receiver answers one part and no part passes for a join's answer.
+  const request = encodePushPullParts({ ...m, join: false, reply: false }, 1_373, 32) ?? [];
+  t.is(request.length, parts.length);
+  const asked = request.map((p) => decodeMessage(p) as Extract<GossipMessage, { type: 'push-pull' }>);
+  t.like(asked[0], { seq: 9, reply: false, join: false });
+  for (const d of asked.slice(1)) t.like(d, { ...STATE_PART, join: false });
+  t.deepEqual(
+    asked.flatMap((d) => d.state),
+    m.state,
+  );
 });
 
 test('a message of more than a few hundred bytes goes deflated and comes back the same; a deflated frame that is garbage or inflates past the bound is refused', (t) => {

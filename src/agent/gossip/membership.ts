@@ -2,9 +2,9 @@
  * The gossip membership of one agent: the SWIM core (`core/`) driven by real time over the gossip
  * host (`host.ts`). This is the only place where the core meets timers and sockets:
  * - probes, acks, ping-reqs and gossip go as UDP packets (deflated when large, their piggyback
- *   spread over several packets when it still does not fit), periodic push-pulls (full state)
- *   over libp2p TCP, as memberlist splits them; with a cluster key a join is a packet exchange
- *   too, over TCP when that goes unanswered (see {@link JOIN_PACKETS});
+ *   spread over several packets when it still does not fit); push-pulls (full state) go over
+ *   libp2p TCP, as memberlist's do, unless the cluster has a key: then they are packet exchanges
+ *   too (see {@link PUSH_PULL_PACKETS}), and a join goes over TCP when that goes unanswered;
  * - a few connections are kept open to random members so that gossipsub has a mesh to spread
  *   broadcasts (user messages, state changes) over;
  * - user messages (the agent's user events) go both ways at once: over gossipsub, which is fast
@@ -68,15 +68,19 @@ export class JoinError extends Error {
 /** How long a join waits for the push-pull answer of one address (memberlist's TCPTimeout). */
 const JOIN_TIMEOUT_MS = 10_000;
 /**
- * In a cluster with a key, a join is first tried as packets: the request (our state, usually just
- * ourselves) in one, the answer (the seed's state) in at most {@link JOIN_PACKETS} (~44 KB, ~170
- * members). A join over TCP costs a libp2p connection (pnet, noise, yamux, identify), ~80 ms of
- * CPU in a fresh process and ~35 ms at the seed; in a mass join those handshakes were the join
- * time. Unanswered after {@link JOIN_PACKET_WAIT_MS} (a lost packet, UDP filtered), the join is
- * sent again over TCP, as is a state too large for packets. Without a key, joins go over TCP
- * only: a forged source address would otherwise turn one small packet into many to a victim.
+ * In a cluster with a key, a push-pull is a packet exchange: the request (our state) and the
+ * answer (theirs) each in at most this many sealed packets (~44 KB, ~170 members' state), over
+ * TCP only when a state is larger. A push-pull over TCP costs a libp2p connection (pnet, noise,
+ * yamux, identify) unless one is open: ~80 ms of CPU in a fresh process and ~35 ms at the seed.
+ * - In a mass join those handshakes were the join time. A join unanswered after
+ *   {@link JOIN_PACKET_WAIT_MS} (a lost packet, UDP filtered) is sent again over TCP.
+ * - At idle, the periodic push-pulls to members without a connection were the most costly work
+ *   left: a periodic one that goes unanswered is not retried (the next one repairs as much).
+ *
+ * Without a key, push-pulls go over TCP only: a forged source address would otherwise turn one
+ * small packet into many to a victim.
  */
-const JOIN_PACKETS = 32;
+const PUSH_PULL_PACKETS = 32;
 const JOIN_PACKET_WAIT_MS = 1_000;
 /** After a graceful leave, how long the leave message gets to spread before the host stops. */
 const LEAVE_PROPAGATE_MS = 1_000;
@@ -86,7 +90,10 @@ const LEAVE_PROPAGATE_MS = 1_000;
  * to push-pull with each other. Each agent dials random members until it has this many peers.
  */
 const BROADCAST_PEERS = 6;
-/** How often the broadcast peers are checked (and at most one dial started). */
+/**
+ * How often the broadcast peers are checked (and at most one dial started): on the protocol's own
+ * timer, at most this often, so that an idle agent does not wake up for it separately.
+ */
 const BROADCAST_PEERS_CHECK_MS = 1_000;
 /**
  * No broadcast peer is dialed while members are joining (one joined within this long), for at
@@ -151,7 +158,7 @@ export class Membership {
   readonly #joinWaiters = new Map<string, Set<(r: Error | number) => void>>();
   #userHandler: ((body: string) => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
-  #peersTimer: NodeJS.Timeout | undefined;
+  #nextPeersCheckAt = 0;
   /** When a member last joined, and when the run of joins that it belongs to began. */
   #lastJoinAt = Number.NEGATIVE_INFINITY;
   #joinsSince = Number.NEGATIVE_INFINITY;
@@ -160,8 +167,8 @@ export class Membership {
   readonly #sealed: boolean;
   /** Addresses whose join went unanswered as packets: the next try goes over TCP. */
   readonly #joinOverTcp = new Set<string>();
-  /** The join request being received came as a packet: its answer goes back as packets. */
-  #packetJoin: { from: string; seq: number } | undefined;
+  /** The push-pull request being received came as a packet: its answer goes back as packets. */
+  #packetAsk: { from: string; seq: number } | undefined;
   #stopped = false;
   #left = false;
   readonly counters = { malformed: 0, userMalformed: 0 };
@@ -205,7 +212,8 @@ export class Membership {
       config: { ...swimProfile(init.profile), ...init.overrides },
       random: Math.random,
       now: performance.now(),
-      connected: (addr) => host.isConnected(addr),
+      // Connected-first push-pulls save connections; as packets (with a key) they need none.
+      connected: init.encrypt === undefined ? (addr) => host.isConnected(addr) : undefined,
     });
     const m = new Membership(swim, host, topics, log, init.encrypt !== undefined);
     host.onMessage((bytes, via) => m.#receive(bytes, via));
@@ -214,8 +222,6 @@ export class Membership {
       else if (topic === topics.user) m.#receiveUser(bytes);
     });
     host.onUnreachable((addr) => m.#unreachable(addr));
-    m.#peersTimer = setInterval(() => m.#keepBroadcastPeers(), BROADCAST_PEERS_CHECK_MS);
-    m.#peersTimer.unref();
     m.#flush();
     log.info({ addr: host.addr, peerId: host.peerId }, 'gossip started');
     return m;
@@ -365,7 +371,6 @@ export class Membership {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
-    if (this.#peersTimer) clearInterval(this.#peersTimer);
     for (const waiters of this.#joinWaiters.values()) for (const w of waiters) w(new Error('agent stopping'));
     this.#joinWaiters.clear();
     await this.#host.stop();
@@ -415,11 +420,11 @@ export class Membership {
       return;
     }
     if (via?.kind === 'stream') this.#host.associate(message.from.addr, via.peer);
-    if (via?.kind === 'packet' && message.type === 'push-pull' && message.join && !message.reply)
-      this.#packetJoin = { from: message.from.addr, seq: message.seq };
+    if (via?.kind === 'packet' && message.type === 'push-pull' && !message.reply)
+      this.#packetAsk = { from: message.from.addr, seq: message.seq };
     this.#swim.receive(message, performance.now(), via !== undefined);
     this.#flush();
-    this.#packetJoin = undefined;
+    this.#packetAsk = undefined;
   }
 
   #receiveUser(bytes: Uint8Array): void {
@@ -472,37 +477,46 @@ export class Membership {
     this.#timer = undefined;
     this.#timerAt = Number.POSITIVE_INFINITY;
     if (this.#stopped) return;
-    this.#swim.tick(performance.now());
+    const now = performance.now();
+    this.#swim.tick(now);
+    if (now >= this.#nextPeersCheckAt) {
+      this.#nextPeersCheckAt = now + BROADCAST_PEERS_CHECK_MS;
+      this.#keepBroadcastPeers();
+    }
     this.#flush();
   }
 
   /**
-   * A push-pull goes over TCP, as memberlist's does, except a join's (see {@link JOIN_PACKETS}):
-   * its request as one packet unless an earlier try went unanswered, its answer as packets when
-   * the request came as one.
+   * A push-pull goes as packets in a cluster with a key (see {@link PUSH_PULL_PACKETS}): a
+   * request unless it is a join whose earlier try went unanswered, an answer when its request
+   * came as packets. Otherwise, or when the state does not fit, over TCP as memberlist's.
    */
   #sendPushPull(to: string, m: Extract<GossipMessage, { type: 'push-pull' }>): void {
-    if (this.#sealed && m.join) {
-      if (!m.reply && !this.#joinOverTcp.has(to) && this.#host.sendPacket(to, encodeCompact(m))) return;
-      const asked = this.#packetJoin;
-      if (m.reply && asked?.from === to && asked.seq === m.seq) {
-        this.#packetJoin = undefined;
-        // The piggybacked updates go on packets of their own, so that the state gets whole parts.
-        const { updates, user, ...exchange } = m;
-        const parts = encodePushPullParts(
-          { ...exchange, updates: [] },
-          this.#host.maxPacketPayload,
-          JOIN_PACKETS,
-        );
-        if (parts) {
-          for (const p of parts) this.#host.sendPacket(to, p);
-          if (updates.length > 0 || user)
-            this.#sendPacked(to, { type: 'gossip', from: m.from, updates, ...(user && { user }) });
-          return;
-        }
-      }
+    if (this.#sealed) {
+      const asked = this.#packetAsk;
+      const asPackets = m.reply
+        ? asked?.from === to && asked.seq === m.seq
+        : !(m.join && this.#joinOverTcp.has(to));
+      if (m.reply) this.#packetAsk = undefined;
+      if (asPackets && this.#sendPushPullPackets(to, m)) return;
     }
     this.#host.send(to, encodeCompact(m));
+  }
+
+  /** False, sending nothing, when the state takes more than {@link PUSH_PULL_PACKETS} packets. */
+  #sendPushPullPackets(to: string, m: Extract<GossipMessage, { type: 'push-pull' }>): boolean {
+    // The piggybacked updates go on packets of their own, so that the state gets whole parts.
+    const { updates, user, ...exchange } = m;
+    const parts = encodePushPullParts(
+      { ...exchange, updates: [] },
+      this.#host.maxPacketPayload,
+      PUSH_PULL_PACKETS,
+    );
+    if (!parts) return false;
+    for (const p of parts) this.#host.sendPacket(to, p);
+    if (updates.length > 0 || user)
+      this.#sendPacked(to, { type: 'gossip', from: m.from, updates, ...(user && { user }) });
+    return true;
   }
 
   /**
@@ -574,8 +588,10 @@ export class Membership {
         this.#log.error({ err }, 'user message handler failed');
       }
     }
+    // Re-armed when the deadline moves later too (an ack that ends a probe before its timeout):
+    // a timer left for the old deadline would wake an idle agent for nothing once a second.
     const at = this.#swim.nextDeadline();
-    if (at < this.#timerAt) {
+    if (at !== this.#timerAt) {
       if (this.#timer) clearTimeout(this.#timer);
       this.#timerAt = at;
       // Node fires a timer up to 1 ms early (its clock is in whole ms): one more ms avoids a wake-up

@@ -237,6 +237,9 @@ type PushPull = Extract<GossipMessage, { type: 'push-pull' }>;
  * more of the state, then the recent user messages. Merging the parts in any order, or only some
  * of them, is merging part of the sender's state, which the protocol already does with updates.
  * Undefined when it takes more than `maxParts` (or one item alone does not fit in a part).
+ *
+ * When `m` is a request, only its first part asks for an answer: the others are sent as
+ * {@link STATE_PART}s. (Every part of an answer is an answer: any of them acknowledges a join.)
  */
 export function encodePushPullParts(
   m: PushPull,
@@ -248,6 +251,12 @@ export function encodePushPullParts(
   return partsOf(m, maxBytes * 3, maxBytes, maxParts) ?? partsOf(m, maxBytes, maxBytes, maxParts);
 }
 
+/**
+ * What a request's parts after the first are: replies (merged, never answered) with sequence
+ * number 0, which no request has (they count from 1), so that none passes for the answer to a join.
+ */
+export const STATE_PART = { seq: 0, reply: true } as const;
+
 function partsOf(
   m: PushPull,
   jsonBudget: number,
@@ -257,6 +266,7 @@ function partsOf(
   const first = { ...m, state: [] as Update[], recent: [] as RecentUserMessage[] };
   const rest = {
     ...m,
+    ...(m.reply ? {} : STATE_PART),
     updates: [],
     user: undefined,
     state: [] as Update[],

@@ -59,7 +59,6 @@ interface Relay {
   nackAt: number;
 }
 
-const REAP_CHECK_MS = 1_000;
 /**
  * The share of periodic push-pulls that go to a member this agent already holds a connection to,
  * when it holds one. The rest go to any live member, as memberlist's do, so the exchange still
@@ -122,7 +121,13 @@ export class Swim {
   readonly #strangers = new Map<string, { addr: string; at: number }>();
   #nextPushPullAt: number;
   #nextReconnectAt: number;
-  #nextReapAt: number;
+  /**
+   * When the first failed or left member is due to be reaped (see {@link Swim.#reapDueAt}): a
+   * deadline, not a check every second. An idle agent's every wake-up costs CPU, and a failed
+   * member is kept 72 h.
+   */
+  #reapAt = Number.POSITIVE_INFINITY;
+  #reapAtStale = false;
   #out: Outgoing[] = [];
   #broadcasts: GossipMessage[] = [];
   #events: MembershipEvent[] = [];
@@ -155,7 +160,6 @@ export class Swim {
     this.#nextGossipAt = now + this.#random() * this.#cfg.gossipIntervalMs;
     this.#nextPushPullAt = now + this.#cfg.pushPullIntervalMs * (0.5 + this.#random());
     this.#nextReconnectAt = now + this.#cfg.reconnectIntervalMs;
-    this.#nextReapAt = now + REAP_CHECK_MS;
   }
 
   // ---- queries ----
@@ -192,6 +196,7 @@ export class Swim {
   #remove(name: string): void {
     this.#members.delete(name);
     this.#gone.delete(name);
+    this.#reapAtStale = true;
     this.#suspicions.delete(name);
     this.#others.delete(name);
     this.#liveDirty = true;
@@ -351,14 +356,11 @@ export class Swim {
       this.#nextReconnectAt = now + this.#cfg.reconnectIntervalMs;
       if (!this.#leaving) this.#reconnect(now);
     }
-    if (now >= this.#nextReapAt) {
-      this.#nextReapAt = now + REAP_CHECK_MS;
-      this.#reap(now);
-    }
+    if (now >= this.#reapDueAt()) this.#reap(now);
   }
 
   nextDeadline(): number {
-    let at = Math.min(this.#nextProbeAt, this.#nextPushPullAt, this.#nextReconnectAt, this.#nextReapAt);
+    let at = Math.min(this.#nextProbeAt, this.#nextPushPullAt, this.#nextReconnectAt, this.#reapDueAt());
     // A gossip round with nothing queued sends nothing: no need to wake up for it (an idle agent
     // would otherwise wake five times a second for nothing).
     if (this.#queue.size + this.#userQueue.size > 0) at = Math.min(at, this.#nextGossipAt);
@@ -537,7 +539,9 @@ export class Swim {
       [peer] = this.#randomMembers(1, (m) => m.status === 'alive' && connected(m.addr));
     }
     if (!peer) [peer] = this.#randomMembers(1, (m) => m.status === 'alive');
-    if (peer) this.#pushPull(peer.addr, now);
+    if (!peer) return;
+    this.#count('push_pulls');
+    this.#pushPull(peer.addr, now);
   }
 
   #reconnect(now: number): void {
@@ -852,15 +856,29 @@ export class Swim {
   #reap(now: number): void {
     for (const name of [...this.#gone]) {
       const m = this.#members.get(name) as Member;
-      const age = now - m.statusSince;
-      if (
-        (m.status === 'failed' && age >= this.#cfg.reconnectTimeoutMs) ||
-        (m.status === 'left' && age >= this.#cfg.tombstoneTimeoutMs)
-      ) {
+      if (now >= this.#reapTime(m)) {
         this.#remove(m.name);
         this.#emit('reap', m);
       }
     }
+  }
+
+  /** When a failed member is given up on (`reconnect_timeout`), or a left one forgotten. */
+  #reapTime(m: Member): number {
+    return (
+      m.statusSince + (m.status === 'failed' ? this.#cfg.reconnectTimeoutMs : this.#cfg.tombstoneTimeoutMs)
+    );
+  }
+
+  /** The earliest reap time of a gone member, recomputed only after #gone or a status changed. */
+  #reapDueAt(): number {
+    if (this.#reapAtStale) {
+      this.#reapAtStale = false;
+      this.#reapAt = Number.POSITIVE_INFINITY;
+      for (const name of this.#gone)
+        this.#reapAt = Math.min(this.#reapAt, this.#reapTime(this.#members.get(name) as Member));
+    }
+    return this.#reapAt;
   }
 
   // ---- helpers ----
@@ -875,6 +893,7 @@ export class Swim {
     m.status = status;
     m.statusSince = now;
     this.#liveDirty = true;
+    this.#reapAtStale = true;
     if ((status === 'failed' || status === 'left') && m.name !== this.#selfName) this.#gone.add(m.name);
     else this.#gone.delete(m.name);
   }
