@@ -61,10 +61,12 @@ interface Relay {
 
 /**
  * The share of periodic push-pulls that go to a member this agent already holds a connection to,
- * when it holds one. The rest go to any live member, as memberlist's do, so the exchange still
- * reaches beyond the few connections an agent keeps. Over TCP a push-pull to an unconnected member
- * costs a new libp2p connection (a noise handshake, ~10–40 ms of CPU on each side): at N=50 they
- * were a fifth of an idle agent's CPU (6.4 → 5.2 ms/s without push-pulls).
+ * when it holds one (and the host says which it holds: over packets, in a cluster with a key, it
+ * does not, and every push-pull goes to any live member). The rest go to any live member, as
+ * memberlist's do, so the exchange still reaches beyond the few connections an agent keeps. Over
+ * TCP a push-pull to an unconnected member costs a new libp2p connection (a noise handshake,
+ * ~10–40 ms of CPU on each side): at N=50 they were a fifth of an idle agent's CPU (6.4 → 5.2
+ * ms/s without push-pulls).
  */
 const PUSH_PULL_CONNECTED_SHARE = 0.75;
 /** Least time between two push-pulls started because an unknown member spoke to us. */
