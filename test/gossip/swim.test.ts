@@ -527,6 +527,33 @@ test('an idle member sends no gossip and does not wake up for it: an update leav
   t.true(s.nextDeadline() <= now + LAN.gossipIntervalMs, 'a queued update is gossiped within an interval');
 });
 
+test("an idle member wakes up once per probe: not for an acked probe's timeout, nor to look for members to reap", (t) => {
+  const s = swim('me');
+  s.receive(gossip('a', [alive('a', 1), alive('d', 1)]), 0);
+  s.receive(gossip('a', [{ kind: 'dead', name: 'd', inc: 1, by: 'a' }]), 0);
+  t.is(status(s, 'd'), 'failed', 'a failed member waits out reconnect_timeout (72 h)');
+  // Run as the agent does: wake up at the core's next deadline, every ping acked at once.
+  const wakes: number[] = [];
+  for (let now = 0; now < 10_000; now = s.nextDeadline()) {
+    wakes.push(now);
+    s.tick(now);
+    for (const m of s.drain().messages) {
+      if (m.message.type !== 'ping') continue;
+      const ack: GossipMessage = {
+        type: 'ack',
+        seq: m.message.seq,
+        from: { name: 'a', addr: 'a:8301' },
+        updates: [],
+      };
+      s.receive(ack, now);
+    }
+  }
+  // Once the updates are gossiped out, one wake-up per probe interval (1 s); with a wake-up at
+  // each acked probe's timeout and a reap check every second it was three.
+  const idle = wakes.filter((w) => w >= 5_000);
+  t.true(idle.length <= 5_000 / LAN.probeIntervalMs + 1, `${idle.length} wake-ups in the last 5 s`);
+});
+
 test('user messages in a push-pull: delivered if the sender first heard them after we joined, handed on with their age; copies dropped', (t) => {
   const s = swim('me');
   s.receive(gossip('x', [alive('x', 1)]), 1_000); // knows a member from t=1000: "joined"
