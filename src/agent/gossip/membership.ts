@@ -497,7 +497,6 @@ export class Membership {
       const asPackets = m.reply
         ? asked?.from === to && asked.seq === m.seq
         : !(m.join && this.#joinOverTcp.has(to));
-      if (m.reply) this.#packetAsk = undefined;
       if (asPackets && this.#sendPushPullPackets(to, m)) return;
     }
     this.#host.send(to, encodeCompact(m));
@@ -525,11 +524,12 @@ export class Membership {
    * cannot be split (one update or user message too large for a packet on its own) goes over TCP.
    */
   #sendPacked(to: string, m: GossipMessage): void {
-    if (this.#host.sendPacket(to, encodeCompact(m))) return;
+    const bytes = encodeCompact(m);
+    if (this.#host.sendPacket(to, bytes)) return;
     const riders = [...m.updates.map((u) => ({ u })), ...(m.user ?? []).map((b) => ({ b }))];
     // Nothing to move off, or a gossip message (nothing but its riders) with one rider: as is.
     if (riders.length === 0 || (m.type === 'gossip' && riders.length === 1)) {
-      this.#host.send(to, encodeCompact(m));
+      this.#host.send(to, bytes);
       return;
     }
     const keep = Math.floor(riders.length / 2);
