@@ -3,7 +3,7 @@
  * runs a file's tests concurrently) and awaits conditions with deadlines, never fixed sleeps.
  */
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
@@ -499,4 +499,48 @@ test('trimConnections closes connections beyond the cap, sparing young ones, and
   a.host.send(trimmed[0].host.addr, bytes('after the trim'));
   await waitFor('the frame after the trim', () => trimmed[0].inbox.includes('after the trim'));
   t.deepEqual(a.unreachable, [], 'a trim is not news');
+});
+
+/** The kernel's view of the one established TCP connection from `src` to `dst` (iproute2's ss). */
+function tcpConnection(src: string, dst: string): { bytes: string; keepaliveSec: number | undefined } {
+  const out = execFileSync('ss', ['-tnoiH', 'state', 'established', 'src', src, 'dst', dst], {
+    encoding: 'utf8',
+  });
+  const sent = /bytes_sent:(\d+)/.exec(out)?.[1];
+  const received = /bytes_received:(\d+)/.exec(out)?.[1];
+  const keepalive = /timer:\(keepalive,(?:(\d+)min)?(\d+)?(?:sec)?/.exec(out);
+  return {
+    bytes: `${sent ?? 0}/${received ?? 0}`,
+    keepaliveSec: keepalive ? Number(keepalive[1] ?? 0) * 60 + Number(keepalive[2] ?? 0) : undefined,
+  };
+}
+
+test('an idle connection sends nothing for longer than a yamux keepalive; the kernel keeps it alive instead', async (t) => {
+  const psk = pskFromGossipKey(generateGossipKey());
+  const a = await start(t, '127.0.0.146', { psk });
+  const b = await start(t, '127.0.0.147', { psk });
+  a.host.connect(b.host.addr);
+  await waitFor(
+    'a connection, identified',
+    () => a.host.isConnected(b.host.addr) && b.host.connectedPeers() === 1,
+  );
+  // Identify and gossipsub's subscriptions and mesh grafts go first: wait until 3 s pass in silence.
+  let last = tcpConnection('127.0.0.146', '127.0.0.147').bytes;
+  let quietSince = Date.now();
+  await waitFor('the connection to fall quiet', () => {
+    const now = tcpConnection('127.0.0.146', '127.0.0.147').bytes;
+    if (now !== last) [last, quietSince] = [now, Date.now()];
+    return Date.now() - quietSince >= 3_000;
+  });
+  const { keepaliveSec } = tcpConnection('127.0.0.146', '127.0.0.147');
+  t.true(
+    keepaliveSec !== undefined && keepaliveSec <= 60,
+    `kernel keepalive armed within 60 s: ${keepaliveSec}`,
+  );
+  // yamux would ping every 30 s (and libp2p's 2-minute inactivity close would need those pings).
+  const quietFor = 31_000 - (Date.now() - quietSince);
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, quietFor)));
+  t.is(tcpConnection('127.0.0.146', '127.0.0.147').bytes, last, 'no byte either way in 31 s');
+  t.true(a.host.isConnected(b.host.addr));
+  t.is(a.host.stats().disconnects ?? 0, 0);
 });

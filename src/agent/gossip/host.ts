@@ -208,6 +208,16 @@ export const GOSSIPSUB_LAN = {
 const MiB = 1024 * 1024;
 /** A disconnect this soon after the channel to the same address failed is not reported again. */
 const REPORTED_RECENTLY_MS = 2_000;
+/**
+ * Idle time after which the kernel starts TCP keepalive probes on a gossip connection (then the
+ * system's tcp_keepalive_intvl and _probes decide when a dead peer's connection is dropped).
+ * This replaces yamux's keepalive pings, which went through noise, the pre-shared-key cipher and
+ * the event loop on both sides every 30 s per connection: about a fifth of an idle client's CPU in
+ * a 50-agent cluster. Probes keep NAT and firewall state as pings did, and a connection to a dead
+ * peer is no longer kept than before (a yamux ping that failed only logged; the connection went
+ * when TCP gave up retransmitting). A member's failure is SWIM's to detect, not the connection's.
+ */
+const TCP_KEEPALIVE_IDLE_MS = 60_000;
 
 /** The unsigned LEB128 varint of `n` followed by `payload`. */
 export function encodeFrame(payload: Uint8Array): Uint8Array {
@@ -443,7 +453,11 @@ class Libp2pGossipHost implements GossipHost {
     const { bind, privateKey, psk, maxFrameBytes } = this.opts;
     const self = peerIdFromPrivateKey(privateKey).toString();
     const maxRpcBytes = Math.max(4 * MiB, 16 * (maxFrameBytes + 1024));
-    const dialOpts = isWildcard(bind) ? {} : ({ localAddress: bind } as TCPSocketOptions);
+    const keepAlive = { keepAlive: true, keepAliveInitialDelay: TCP_KEEPALIVE_IDLE_MS };
+    // localAddress is a net.connect option that @libp2p/tcp passes on without declaring it.
+    const dialOpts = isWildcard(bind)
+      ? keepAlive
+      : ({ ...keepAlive, localAddress: bind } as TCPSocketOptions);
     installHalfWindowUpdates();
     const node = await createLibp2p({
       start: false,
@@ -455,7 +469,16 @@ class Libp2pGossipHost implements GossipHost {
         // Only the advertise address.
         announceFilter: () => [multiaddr(`/ip${advFamily}/${advertise}/tcp/${listenPort}/p2p/${self}`)],
       },
-      transports: [batchedTcp({ dialOpts })],
+      transports: [
+        batchedTcp({
+          dialOpts,
+          listenOpts: keepAlive,
+          // A connection with nothing to say stays open (see TCP_KEEPALIVE_IDLE_MS): gossipsub's
+          // mesh is only these connections, and redialing one costs ~20 ms of CPU on each side.
+          inboundSocketInactivityTimeout: 0,
+          outboundSocketInactivityTimeout: 0,
+        }),
+      ],
       connectionProtector: psk ? preSharedKey({ psk }) : undefined,
       connectionEncrypters: [noise({ crypto: noiseCrypto })],
       streamMuxers: [
@@ -465,6 +488,9 @@ class Libp2pGossipHost implements GossipHost {
           maxOutboundStreams: 32,
           // The window stays at its 256 KiB minimum: gossip is many small messages, not bulk data.
           streamOptions: { maxStreamWindowSize: 256 * 1024 },
+          // The kernel's TCP keepalive does this job without waking the process (see
+          // TCP_KEEPALIVE_IDLE_MS); yamux's pings were most of what an idle connection cost.
+          enableKeepAlive: false,
         }),
       ],
       connectionGater: {
