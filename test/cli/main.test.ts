@@ -113,7 +113,7 @@ test('npm scripts run on the pinned Node 24', (t) => {
   t.regex(process.version, /^v24\./);
 });
 
-test('an agent runs with MALLOC_ARENA_MAX=2 in its own process; the checks it starts do not inherit it', async (t) => {
+test('an agent runs with MALLOC_ARENA_MAX=2 and its V8 heap settings in its own process; the checks it starts do not inherit them', async (t) => {
   if (process.platform !== 'linux' || process.env.MALLOC_ARENA_MAX !== undefined) {
     t.log('not Linux, or MALLOC_ARENA_MAX already set here (the agent keeps the given value)');
     t.pass();
@@ -135,6 +135,10 @@ test('an agent runs with MALLOC_ARENA_MAX=2 in its own process; the checks it st
   // execve kept the PID that was spawned; the environment it started with has the setting.
   const environ = readFileSync(`/proc/${agent.child.pid}/environ`, 'utf8').split('\0');
   t.true(environ.includes('MALLOC_ARENA_MAX=2'), 'the agent process itself runs with it');
+  // ... and with the V8 settings that only apply from the heap's creation (bin/meshd.js).
+  const argv = readFileSync(`/proc/${agent.child.pid}/cmdline`, 'utf8').split('\0');
+  t.true(argv.includes('--max-semi-space-size=4'), argv.join(' '));
+  t.true(argv.includes('--no-memory-reducer'), argv.join(' '));
   await waitFor(
     'the script check to run',
     () => existsSync(envFile) && readFileSync(envFile, 'utf8').includes('PATH='),
