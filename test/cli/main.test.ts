@@ -135,14 +135,35 @@ test('an agent runs with MALLOC_ARENA_MAX=2 and its V8 heap settings in its own 
   // execve kept the PID that was spawned; the environment it started with has the setting.
   const environ = readFileSync(`/proc/${agent.child.pid}/environ`, 'utf8').split('\0');
   t.true(environ.includes('MALLOC_ARENA_MAX=2'), 'the agent process itself runs with it');
-  // ... and with the V8 settings that only apply from the heap's creation (bin/meshd.js).
+  // ... and with the V8 settings that only apply from the heap's creation (bin/meshd.js); a
+  // server (-dev is one) keeps V8's memory reducer.
   const argv = readFileSync(`/proc/${agent.child.pid}/cmdline`, 'utf8').split('\0');
   t.true(argv.includes('--max-semi-space-size=4'), argv.join(' '));
-  t.true(argv.includes('--no-memory-reducer'), argv.join(' '));
+  t.false(argv.includes('--no-memory-reducer'), argv.join(' '));
   await waitFor(
     'the script check to run',
     () => existsSync(envFile) && readFileSync(envFile, 'utf8').includes('PATH='),
   );
   t.false(/^MALLOC_ARENA_MAX=/m.test(readFileSync(envFile, 'utf8')), 'a check does not inherit it');
   t.false(/^MESHD_SET_MALLOC_ARENA_MAX=/m.test(readFileSync(envFile, 'utf8')));
+});
+
+test('a client agent runs without the V8 memory reducer; a server by its flags keeps it', async (t) => {
+  if (process.platform !== 'linux' || process.env.MALLOC_ARENA_MAX !== undefined) {
+    t.log('not Linux, or MALLOC_ARENA_MAX already set here (no re-execution)');
+    t.pass();
+    return;
+  }
+  const cmdline = async (args: string[]) => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshd-v8-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const agent = await startAgent([`-data-dir=${dir}`, ...args], { host: '127.0.0.93' });
+    t.teardown(() => agent.stop());
+    await waitFor('the agent to answer', async () => (await fetch(`${agent.http}/v1/agent/self`)).ok);
+    return readFileSync(`/proc/${agent.child.pid}/cmdline`, 'utf8').split('\0');
+  };
+  const client = await cmdline(['-node=v8-client']);
+  t.true(client.includes('--no-memory-reducer'), client.join(' '));
+  const server = await cmdline(['-node=v8-server', '-server=true', '-bootstrap-expect=1']);
+  t.false(server.includes('--no-memory-reducer'), server.join(' '));
 });
