@@ -103,7 +103,11 @@ if (major > 22 || (major === 22 && minor >= 18)) {
   });
 }
 
-/** Whether agent flags make this agent a server (`-server`, `-dev`, as `-x`, `--x` or `-x=true`). */
+/**
+ * Whether agent flags make this agent a server (`-server`, `-dev`, as `-x`, `--x` or `-x=true`,
+ * with the true values of src/agent/config/flags.ts's parseBool). That parser is TypeScript, which
+ * this shim must not load before the source cache is installed, hence this narrow copy.
+ */
 function serverByFlags(args) {
   return args.some((a) => /^--?(server|dev)(=(true|1|t|T|TRUE|True))?$/.test(a));
 }

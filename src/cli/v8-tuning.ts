@@ -15,6 +15,9 @@
  *   answers DNS at ~17k instead of ~24k queries/s (75 instead of 59 µs of CPU per query at 10k/s).
  *   Start-up already runs hot enough to compile with them, so they are off from the process's
  *   first line (bin/meshd.js) until the configuration says the agent is a server.
+ * - no memory reducer (V8's compacting GCs when allocation slows): set in bin/meshd.js, as it must
+ *   precede the heap, for every agent whose command line does not make it a server. Its GCs after
+ *   start-up and after a join doubled the time of a 50-agent join on 2 vCPUs.
  *
  * Servers keep V8's defaults but one, given in bin/meshd.js because it must precede the heap: their
  * young generation stops at 4 MiB semi-spaces instead of 16 (a server's RSS in a 10-agent cluster:

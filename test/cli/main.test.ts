@@ -113,12 +113,19 @@ test('npm scripts run on the pinned Node 24', (t) => {
   t.regex(process.version, /^v24\./);
 });
 
+/**
+ * Whether bin/meshd.js re-executes an agent here (Linux, MALLOC_ARENA_MAX not set by the caller):
+ * only then does the agent get the environment and V8 flags the tests below look for.
+ */
+function reexecutes(t: ExecutionContext): boolean {
+  if (process.platform === 'linux' && process.env.MALLOC_ARENA_MAX === undefined) return true;
+  t.log('not Linux, or MALLOC_ARENA_MAX already set here (no re-execution; the agent keeps the given value)');
+  t.pass();
+  return false;
+}
+
 test('an agent runs with MALLOC_ARENA_MAX=2 and its V8 heap settings in its own process; the checks it starts do not inherit them', async (t) => {
-  if (process.platform !== 'linux' || process.env.MALLOC_ARENA_MAX !== undefined) {
-    t.log('not Linux, or MALLOC_ARENA_MAX already set here (the agent keeps the given value)');
-    t.pass();
-    return;
-  }
+  if (!reexecutes(t)) return;
   const dir = mkdtempSync(join(tmpdir(), 'meshd-arena-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const envFile = join(dir, 'check-env.txt');
@@ -149,11 +156,7 @@ test('an agent runs with MALLOC_ARENA_MAX=2 and its V8 heap settings in its own 
 });
 
 test('a client agent runs without the V8 memory reducer; a server by its flags keeps it', async (t) => {
-  if (process.platform !== 'linux' || process.env.MALLOC_ARENA_MAX !== undefined) {
-    t.log('not Linux, or MALLOC_ARENA_MAX already set here (no re-execution)');
-    t.pass();
-    return;
-  }
+  if (!reexecutes(t)) return;
   const cmdline = async (args: string[]) => {
     const dir = mkdtempSync(join(tmpdir(), 'meshd-v8-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
