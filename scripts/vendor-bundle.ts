@@ -11,10 +11,11 @@
  * esbuild (an install without it), says so and exits 0: meshd runs unbundled, only slower to start.
  */
 
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import {
+  BUNDLED_MIME_TYPES,
   installedTreeHash,
   PROJECT_ROOT,
   packageOf,
@@ -91,7 +92,7 @@ async function main(): Promise<number> {
     minifyWhitespace: true,
     minifySyntax: true,
     legalComments: 'eof',
-    plugins: [httpThroughRequire()],
+    plugins: [httpThroughRequire(), mimeDbSubset()],
   });
   rmSync(join(staging, 'facades'), { recursive: true });
   const manifest: VendorManifest = { version: VENDOR_FORMAT_VERSION, tree, entries };
@@ -107,6 +108,24 @@ async function main(): Promise<number> {
       `${(bytes / 2 ** 20).toFixed(1)} MiB in ${Math.round(performance.now() - started)} ms`,
   );
   return 0;
+}
+
+/** Every copy of mime-db's table, cut down to the types meshd sends (BUNDLED_MIME_TYPES, why there). */
+function mimeDbSubset(): import('esbuild').Plugin {
+  return {
+    name: 'meshd-mime-db-subset',
+    setup(build) {
+      build.onLoad({ filter: /[\\/]mime-db[\\/]db\.json$/ }, (args) => {
+        const db = JSON.parse(readFileSync(args.path, 'utf8')) as Record<string, unknown>;
+        const missing = BUNDLED_MIME_TYPES.filter((type) => !(type in db));
+        if (missing.length > 0) {
+          return { errors: [{ text: `mime-db at ${args.path} lacks ${missing.join(', ')}` }] };
+        }
+        const kept = Object.fromEntries(BUNDLED_MIME_TYPES.map((type) => [type, db[type]]));
+        return { contents: JSON.stringify(kept), loader: 'json' };
+      });
+    },
+  };
 }
 
 /** node:http's exports that load undici when read (Node 24): never re-exported. */

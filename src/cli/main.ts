@@ -1,11 +1,9 @@
 /**
- * The `meshd` entry point, as bin/meshd.js runs it (which also turns on the compile cache and the
- * dependency bundle first). Started directly (`node src/cli/main.ts`), it turns on the compile
- * cache itself before loading anything else, but runs unbundled.
+ * The `meshd` entry point, as bin/meshd.js runs it (which first sets up V8, Node's compile cache
+ * and the dependency bundle by the agent's role). Started directly (`node src/cli/main.ts`), it
+ * runs with none of that: unbundled, stripped by Node, no compile cache.
  */
 
-import { enableCompileCache } from 'node:module';
+import { main } from './commands-table.ts';
 
-enableCompileCache();
-const { main } = await import('./commands-table.ts');
 process.exitCode = await main(process.argv.slice(2));

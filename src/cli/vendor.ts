@@ -31,9 +31,27 @@ export const VENDOR_DIR = join(PROJECT_ROOT, 'node_modules', '.cache', 'meshd-ve
 
 /**
  * Bumped whenever the layout of the bundle or of the manifest changes, or what the bundle holds
- * for the same dependencies (2: node:http through require).
+ * for the same dependencies (2: node:http through require; 3: mime-db cut to BUNDLED_MIME_TYPES).
  */
-export const VENDOR_FORMAT_VERSION = 2;
+export const VENDOR_FORMAT_VERSION = 3;
+
+/**
+ * The media types of mime-db (~2,500) that the bundle keeps. koa loads two copies of mime-types
+ * (its own and accepts'), and each turns the whole table into objects at load time: 1.9 MiB of
+ * every agent's RSS, for types meshd never sends. These are the ones it sends: what the sources set
+ * as `ctx.type`, and what koa picks for a body by its kind (JSON, HTML or text, bytes).
+ * test/cli/vendor.test.ts checks both, and that koa labels them as with the whole table.
+ */
+export const BUNDLED_MIME_TYPES: readonly string[] = [
+  'application/json',
+  'application/octet-stream',
+  'application/gzip',
+  'application/javascript',
+  'text/javascript',
+  'text/plain',
+  'text/html',
+  'text/css',
+];
 
 /**
  * Packages that stay unbundled: `level` loads a native addon found relative to its own files, and

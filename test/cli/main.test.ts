@@ -1,5 +1,13 @@
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -155,18 +163,30 @@ test('an agent runs with MALLOC_ARENA_MAX=2 and its V8 heap settings in its own 
   t.false(/^MESHD_SET_MALLOC_ARENA_MAX=/m.test(readFileSync(envFile, 'utf8')));
 });
 
-test('a client agent runs without the V8 memory reducer; a server by its flags keeps it', async (t) => {
+test("a client agent runs without the V8 memory reducer and Node's compile cache; a server by its flags keeps both", async (t) => {
   if (!reexecutes(t)) return;
-  const cmdline = async (args: string[]) => {
+  /** The agent's command line, and whether it wrote a compile cache (under its TMPDIR, at exit). */
+  const started = async (args: string[]) => {
     const dir = mkdtempSync(join(tmpdir(), 'meshd-v8-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const agent = await startAgent([`-data-dir=${dir}`, ...args], { host: '127.0.0.93' });
+    const temp = join(dir, 'tmp');
+    mkdirSync(temp);
+    const agent = await startAgent([`-data-dir=${join(dir, 'data')}`, ...args], {
+      host: '127.0.0.93',
+      env: { TMPDIR: temp },
+    });
     t.teardown(() => agent.stop());
     await waitFor('the agent to answer', async () => (await fetch(`${agent.http}/v1/agent/self`)).ok);
-    return readFileSync(`/proc/${agent.child.pid}/cmdline`, 'utf8').split('\0');
+    const argv = readFileSync(`/proc/${agent.child.pid}/cmdline`, 'utf8').split('\0');
+    await agent.stop();
+    const cache = join(temp, 'node-compile-cache');
+    const cached = existsSync(cache) ? readdirSync(cache, { recursive: true }).length : 0;
+    return { argv, cached };
   };
-  const client = await cmdline(['-node=v8-client']);
-  t.true(client.includes('--no-memory-reducer'), client.join(' '));
-  const server = await cmdline(['-node=v8-server', '-server=true', '-bootstrap-expect=1']);
-  t.false(server.includes('--no-memory-reducer'), server.join(' '));
+  const client = await started(['-node=v8-client']);
+  t.true(client.argv.includes('--no-memory-reducer'), client.argv.join(' '));
+  t.is(client.cached, 0, 'a client keeps no compile cache');
+  const server = await started(['-node=v8-server', '-server=true', '-bootstrap-expect=1']);
+  t.false(server.argv.includes('--no-memory-reducer'), server.argv.join(' '));
+  t.true(server.cached > 0, 'a server writes its compile cache');
 });

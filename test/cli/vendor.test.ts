@@ -4,12 +4,14 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import test from 'ava';
 import {
+  BUNDLED_MIME_TYPES,
   installedTreeHash,
   manifestProblem,
   PROJECT_ROOT,
   packageOf,
   runtimeBareImports,
   sourceBareImports,
+  sourceFiles,
   VENDOR_DIR,
   VENDOR_EXTERNALS,
   VENDOR_FORMAT_VERSION,
@@ -167,6 +169,65 @@ test('through the bundle, the agent modules never load undici, not even answerin
     answer: { type: 'application/json; charset=utf-8', body: '{"ok":[1,2]}' },
     undici: [],
   });
+});
+
+test('the bundle keeps every media type the sources send, and koa labels responses as with all of mime-db', (t) => {
+  const literals = new Set<string>();
+  for (const file of sourceFiles(join(PROJECT_ROOT, 'src'))) {
+    if (file.endsWith(join('cli', 'vendor.ts'))) continue;
+    for (const m of readFileSync(file, 'utf8').matchAll(
+      /['"]((?:application|text|image|multipart|font|audio|video)\/[\w.+-]+)/g,
+    )) {
+      literals.add(m[1] as string);
+    }
+  }
+  t.true(literals.size > 0);
+  t.deepEqual(
+    [...literals].filter((type) => !BUNDLED_MIME_TYPES.includes(type)),
+    [],
+  );
+
+  // One koa app, through the bundle and then from node_modules (all of mime-db): the Content-Type
+  // of each kind of body, and of each bundled type and koa's short names set as ctx.type.
+  const url = (m: string) => JSON.stringify(pathToFileURL(join(PROJECT_ROOT, m)).href);
+  const script = (bundled: boolean) => `
+    const { installVendorHook } = await import(${url('src/cli/vendor.ts')});
+    if (${bundled} && !installVendorHook()) throw new Error('bundle not installed');
+    const http = await import('node:http');
+    const { Readable } = await import('node:stream');
+    const Koa = (await import('koa')).default;
+    const bodies = { object: { a: 1 }, html: '<p>hi</p>', text: 'hi', bytes: Buffer.from('hi'), stream: null };
+    const types = [...${JSON.stringify(BUNDLED_MIME_TYPES)}, 'json', 'html', 'text', 'txt', 'bin', 'js', 'css'];
+    const app = new Koa().use((ctx) => {
+      const [kind, value] = ctx.path.slice(1).split('/').map(decodeURIComponent);
+      if (kind === 'body') ctx.body = value === 'stream' ? Readable.from(['hi']) : bodies[value];
+      else { ctx.body = 'hi'; ctx.type = value; }
+    });
+    const server = http.createServer(app.callback());
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    const get = (path) => new Promise((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: server.address().port, path }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.headers['content-type']));
+      }).on('error', reject);
+    });
+    const out = {};
+    for (const b of Object.keys(bodies)) out['body ' + b] = await get('/body/' + b);
+    for (const type of types) out['type ' + type] = await get('/type/' + encodeURIComponent(type));
+    server.close();
+    process.stdout.write(JSON.stringify(out));
+  `;
+  const run = (bundled: boolean) =>
+    JSON.parse(
+      execFileSync(process.execPath, ['--input-type=module', '-e', script(bundled)], { encoding: 'utf8' }),
+    ) as Record<string, string>;
+  const bundled = run(true);
+  t.deepEqual(bundled, run(false));
+  t.is(bundled['body object'], 'application/json; charset=utf-8');
+  t.is(bundled['body html'], 'text/html; charset=utf-8');
+  t.is(bundled['body bytes'], 'application/octet-stream');
+  t.is(bundled['type application/gzip'], 'application/gzip');
+  t.is(bundled['type text/css'], 'text/css; charset=utf-8');
 });
 
 test('PROJECT_ROOT is the directory of package.json', (t) => {
