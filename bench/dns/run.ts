@@ -9,7 +9,10 @@
  * dnsperf (Debian's, installed the same way) asks both `web.service.consul` A and SRV in turn for
  * `--seconds`, with EDNS0 (so meshd answers all 10 records, as dnsmasq does, rather than its
  * 3-record answer to plain 512-byte UDP), after a 2 s warm-up; dnsperf's defaults otherwise
- * (1 client, 100 queries outstanding). Queries/s and mean latency come from a run without -v; p99
+ * (1 client, 100 queries outstanding) but for its socket buffers, 512 KiB instead of the system's
+ * 208: dnsperf shares the 2 vCPUs with the server, and when it falls behind, 100 answers of up to
+ * ~1 KB (kernel accounting ~2 KiB each) overflow its receive buffer: answers lost on the client's
+ * side (`ss` showed 179 of its 208 KiB queued during a meshd run; 4 queries in ~500k lost). Queries/s and mean latency come from a run without -v; p99
  * from a second run with -v (per-query latencies), whose line-per-query output costs the bench
  * process CPU that would otherwise go to the server under test on a small machine. A third run
  * offers a fixed `--rate` queries/s and divides the server's CPU time by the answers: the cost of
@@ -99,6 +102,8 @@ function dnsperf(
     '-l',
     String(seconds),
     '-e',
+    '-b',
+    '512',
     ...(verbose ? ['-v'] : []),
     ...(rate === undefined ? [] : ['-Q', String(rate)]),
   ];

@@ -58,6 +58,7 @@ export class CatalogCache {
   #closed = false;
   /** Reads answered from a warm entry / that had to wait for a fetch. */
   readonly stats = { hits: 0, misses: 0 };
+  #version = 0;
 
   constructor(backend: Pick<CatalogBackend, 'read'>, logger: Logger, init: CatalogCacheInit = {}) {
     this.#backend = backend;
@@ -75,6 +76,11 @@ export class CatalogCache {
 
   get size(): number {
     return this.#entries.size;
+  }
+
+  /** Bumped whenever an entry gets a value: what was read before may be out of date after. */
+  get version(): number {
+    return this.#version;
   }
 
   /**
@@ -153,6 +159,7 @@ export class CatalogCache {
         });
         if (signal.aborted) return;
         entry.value = reply.result;
+        this.#version++;
         // An index of 0 would make the next query return at once, forever: block from 1 instead.
         // One that went backwards (a restored snapshot) starts over, as Consul's cache does.
         entry.index = Math.max(1, reply.index < entry.index ? 1 : reply.index);

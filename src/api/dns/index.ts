@@ -31,7 +31,8 @@ export interface StartDnsServerOptions {
 
 export interface DnsServer {
   addresses: string[];
-  stats: DnsStats & { cacheHits: number; cacheMisses: number };
+  /** cacheHits/cacheMisses: the agent cache's; cachedAnswers: UDP answers copied from the response cache. */
+  stats: DnsStats & { cacheHits: number; cacheMisses: number; cachedAnswers: number };
   close(): Promise<void>;
 }
 
@@ -70,7 +71,11 @@ export async function startDnsServer(opts: StartDnsServerOptions): Promise<DnsSe
       udpAnswerLimit: config.dns.udpAnswerLimit,
       enableTruncate: config.dns.enableTruncate,
     },
-    { data: cachedData(cache), rng: opts.rng },
+    {
+      data: cachedData(cache),
+      rng: opts.rng,
+      version: () => cache.version,
+    },
   );
   let listeners: Awaited<ReturnType<typeof listenDns>>;
   try {
@@ -78,6 +83,7 @@ export async function startDnsServer(opts: StartDnsServerOptions): Promise<DnsSe
       hosts: config.clientAddrs,
       port: opts.port ?? config.ports.dns,
       respond: (req, raw, transport) => responder.respond(req, raw, transport),
+      cached: (raw) => responder.cached(raw),
       logger,
     });
   } catch (err) {
@@ -89,6 +95,7 @@ export async function startDnsServer(opts: StartDnsServerOptions): Promise<DnsSe
   Object.defineProperties(stats, {
     cacheHits: { get: () => cache.stats.hits, enumerable: true },
     cacheMisses: { get: () => cache.stats.misses, enumerable: true },
+    cachedAnswers: { get: () => responder.cachedAnswers, enumerable: true },
   });
   return {
     addresses: listeners.addresses,

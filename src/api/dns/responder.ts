@@ -33,6 +33,7 @@ import {
 } from './answer.ts';
 import { canonicalName, type DnsQuery, ipFromArpa, ipToHex, matchDomain, parseQueryName } from './names.ts';
 import { forward, type RecursorAddr } from './recursor.ts';
+import { ResponseCache } from './response-cache.ts';
 import { encodeMessage } from './wire.ts';
 
 /** Where answers come from (the agent cache in production, anything in tests). */
@@ -67,6 +68,11 @@ export interface DnsResponderDeps {
   now?: () => number;
   /** @default recursor.ts `forward` */
   forward?: typeof forward;
+  /**
+   * The version of `data` (bumped whenever anything it returns changes). Given, UDP responses are
+   * cached by their query's bytes (response-cache.ts) and served through {@link DnsResponder.cached}.
+   */
+  version?: () => number;
 }
 
 export type Transport = 'udp' | 'tcp';
@@ -105,6 +111,8 @@ export class DnsResponder {
   readonly #now: () => number;
   readonly #forward: typeof forward;
   readonly #built = new WeakMap<ServiceInstance[], Map<string, BuiltRecords>>();
+  readonly #version: () => number;
+  readonly #responses: ResponseCache | undefined;
 
   constructor(cfg: DnsResponderConfig, deps: DnsResponderDeps) {
     this.#cfg = cfg;
@@ -112,6 +120,22 @@ export class DnsResponder {
     this.#rng = deps.rng ?? Math.random;
     this.#now = deps.now ?? Date.now;
     this.#forward = deps.forward ?? forward;
+    this.#version = deps.version ?? (() => 0);
+    this.#responses =
+      deps.version === undefined ? undefined : new ResponseCache({ version: deps.version, now: this.#now });
+  }
+
+  /** Response-cache hits so far. */
+  get cachedAnswers(): number {
+    return this.#responses?.stats.hits ?? 0;
+  }
+
+  /**
+   * The response to a UDP query with exactly these bytes (but the ID) answered before, if it is
+   * still current; undefined otherwise (then {@link respond} answers it).
+   */
+  cached(raw: Buffer): Buffer | undefined {
+    return this.#responses?.get(raw);
   }
 
   /**
@@ -119,8 +143,11 @@ export class DnsResponder {
    * server). Never throws: an unexpected failure is SERVFAIL.
    */
   async respond(req: DecodedPacket, raw: Buffer, transport: Transport): Promise<Buffer> {
+    const version = this.#version();
     try {
-      return await this.#respond(req, raw, transport);
+      const { out, cacheable } = await this.#respond(req, raw, transport);
+      if (cacheable && transport === 'udp') this.#responses?.put(raw, out, version);
+      return out;
     } catch {
       const res = reply(req, RCODE.SERVFAIL, AA | (this.#cfg.recursors.length > 0 ? RA : 0));
       try {
@@ -131,13 +158,18 @@ export class DnsResponder {
     }
   }
 
-  async #respond(req: DecodedPacket, raw: Buffer, transport: Transport): Promise<Buffer> {
+  /** The response, and whether it came from our data alone (not a recursor, not a failed read). */
+  async #respond(
+    req: DecodedPacket,
+    raw: Buffer,
+    transport: Transport,
+  ): Promise<{ out: Buffer; cacheable: boolean }> {
     const q = (req.questions ?? [])[0];
     const name = canonicalName(q.name);
     const domain = matchDomain(name, this.#cfg);
     if (domain === undefined) {
       if (name === 'arpa.' || name.endsWith('.arpa.')) return this.#reverse(req, raw, transport, name);
-      return this.#recurse(req, raw, transport);
+      return { out: await this.#recurse(req, raw, transport), cacheable: false };
     }
     const recursion = this.#cfg.recursors.length > 0 ? RA : 0;
     const res = reply(req, RCODE.NOERROR, AA | recursion);
@@ -172,7 +204,8 @@ export class DnsResponder {
       qtype: q.type,
     });
     if (trimmed && this.#cfg.enableTruncate && transport === 'udp') res.flags = (res.flags ?? 0) | TC;
-    return encodeFitting(res, transport, ednsSize);
+    const rcode = (res.flags ?? 0) & 0x000f;
+    return { out: encodeFitting(res, transport, ednsSize), cacheable: rcode !== RCODE.SERVFAIL };
   }
 
   async #lookup(query: DnsQuery, qname: string, qtype: string, domain: string): Promise<LookupResult> {
@@ -265,7 +298,12 @@ export class DnsResponder {
   }
 
   /** PTR: a node with that address, else the recursors, else NXDOMAIN with our SOA. */
-  async #reverse(req: DecodedPacket, raw: Buffer, transport: Transport, name: string): Promise<Buffer> {
+  async #reverse(
+    req: DecodedPacket,
+    raw: Buffer,
+    transport: Transport,
+    name: string,
+  ): Promise<{ out: Buffer; cacheable: boolean }> {
     const recursion = this.#cfg.recursors.length > 0 ? RA : 0;
     const res = reply(req, RCODE.NOERROR, AA | recursion);
     const ip = ipFromArpa(name);
@@ -281,12 +319,14 @@ export class DnsResponder {
       }
     }
     if ((res.answers ?? []).length === 0) {
-      if (this.#cfg.recursors.length > 0) return this.#recurse(req, raw, transport);
+      if (this.#cfg.recursors.length > 0) {
+        return { out: await this.#recurse(req, raw, transport), cacheable: false };
+      }
       setRcode(res, RCODE.NXDOMAIN);
       res.authorities = [soaRecord(this.#cfg.domain, this.#now())];
     }
     const ednsSize = echoEdns(req, res);
-    return encodeFitting(res, transport, ednsSize);
+    return { out: encodeFitting(res, transport, ednsSize), cacheable: true };
   }
 
   /** Outside our domains: the recursors' answer, SERVFAIL when they all fail, REFUSED without any. */

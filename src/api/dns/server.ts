@@ -37,6 +37,11 @@ export interface DnsListenInit {
   /** 0 picks a free port (the UDP one; TCP then listens on the same). */
   port: number;
   respond: Respond;
+  /**
+   * A cached response to a UDP query, answered in place of `respond` (the query's bytes were
+   * answered before, so they passed the checks below then).
+   */
+  cached?: (raw: Buffer) => Buffer | undefined;
   logger: Logger;
   /** Close a TCP connection idle this long. @default 8_000 (miekg/dns's idle timeout) */
   idleMs?: number;
@@ -143,6 +148,12 @@ export async function listenDns(init: DnsListenInit): Promise<DnsListeners> {
       const port = udp.address().port;
       addresses.push(isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`);
       udp.on('message', (msg, rinfo) => {
+        const hit = init.cached?.(msg);
+        if (hit !== undefined) {
+          stats.queries++;
+          udp.send(hit, rinfo.port, rinfo.address);
+          return;
+        }
         void handlePacket(msg, 'udp', init.respond, stats, init.logger).then((out) => {
           // No callback: a send error is an 'error' event (ignored below), and Node skips a
           // completion call into JS per answer.
