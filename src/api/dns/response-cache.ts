@@ -2,9 +2,9 @@
  * Whole UDP responses, by the bytes of the query they answer. A query whose bytes after the ID
  * are those of one answered before (dnsperf's, and a resolver's repeated questions, are) is
  * answered with a copy of that response under its own ID: no decoding, no lookup, no encoding,
- * no promise. On this 2-vCPU machine that took the agent from ~42k to ~71k answers a second, and
- * from 39 to 26 µs of CPU per query; a bare Node socket that only copies a fixed answer costs the
- * same 26 µs (bench/RESULTS.md).
+ * no promise. On a 2-vCPU machine that took an agent from ~42k to 48-71k answers a second over
+ * several runs (67k, 0.92x dnsmasq's, in bench/RESULTS.md) and from 39 to 27-29 µs of CPU per query;
+ * a bare Node socket that only copies a fixed answer costs 25-26 µs there.
  *
  * The bytes are the whole question: flags, name as asked (case included), type, class and the EDNS
  * record, so two queries with the same bytes get the same answer but for the records' order.
