@@ -381,3 +381,47 @@ test('encodeMessage (records encoded once, reused) decodes as dns-packet encodes
   t.is(decoded.answers?.[0].name, 'WEB.Service.consul');
   t.is(decoded.additionals?.[0].name, 'n.node.dc1.consul');
 });
+
+test('encodeMessage: the additional records of an SRV answer point at the targets written before them', async (t) => {
+  const { encodeMessage, messageLength } = await import('../../src/api/dns/wire.ts');
+  const dnsPacket = (await import('dns-packet')).default;
+  const srvAnswer = (n: number) => {
+    const targets = Array.from({ length: n }, (_, i) => `web-${i}.node.dc1.consul.`);
+    return {
+      type: 'response' as const,
+      id: 9,
+      flags: 0x0400,
+      questions: [{ type: 'SRV' as const, name: 'web.service.consul', class: 'IN' as const }],
+      answers: targets.map(
+        (target) =>
+          ({
+            type: 'SRV',
+            name: 'web.service.consul',
+            ttl: 0,
+            class: 'IN',
+            data: { priority: 1, weight: 1, port: 80, target },
+          }) as Answer,
+      ),
+      authorities: [],
+      additionals: [
+        ...targets.map(
+          (name, i) =>
+            ({ type: 'A', name, ttl: 0, class: 'IN', data: `10.0.${i >> 8}.${i & 255}` }) as Answer,
+        ),
+        { type: 'OPT', name: '.', udpPayloadSize: 4096 } as unknown as Answer,
+      ],
+    };
+  };
+  const p = srvAnswer(3);
+  const out = encodeMessage(p);
+  t.deepEqual(dnsPacket.decode(out), dnsPacket.decode(dnsPacket.encode(p)));
+  t.is(messageLength(p), out.length);
+  // Each answer's owner points at the question (20 → 2 bytes), each extra's at its target (23 → 2).
+  t.is(out.length, dnsPacket.encodingLength(p) - 3 * 18 - 3 * 21);
+  // Past 16 KiB a pointer cannot reach: a TCP-sized answer still decodes to the same records.
+  const big = srvAnswer(1_000);
+  const bigOut = encodeMessage(big);
+  t.true(bigOut.length > 0x4000);
+  t.deepEqual(dnsPacket.decode(bigOut), dnsPacket.decode(dnsPacket.encode(big)));
+  t.is(messageLength(big), bigOut.length);
+});

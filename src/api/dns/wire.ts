@@ -1,11 +1,15 @@
 /**
  * Encoding responses fast: a record object is encoded (and measured) once and its bytes reused
  * for as long as the object lives, so an answer built once from a cache entry costs a copy per
- * response instead of a fresh encode of every name. The bytes are dns-packet's, with one kind of
- * name compression (RFC 1035 4.1.4), the one that pays most: a record whose owner name is the
- * question's name (every answer of a service lookup) points at the question (offset 12) instead
- * of repeating it. Consul compresses too; for `web.service.consul` that is 18 bytes per record,
- * so more records fit a 512-byte UDP answer.
+ * response instead of a fresh encode of every name. The bytes are dns-packet's, with name
+ * compression (RFC 1035 4.1.4) of owner names, where it pays most:
+ * - a record whose owner name is the question's name (every answer of a service lookup) points at
+ *   the question (offset 12): for `web.service.consul` 18 bytes per record;
+ * - a record whose owner name was written in full earlier in the message, as an owner or as an SRV
+ *   target, points there: the A records of an SRV answer's additional section name its targets
+ *   (22 bytes each for `web-1.node.dc1.consul`).
+ * Consul compresses too, so more records fit a 512-byte UDP answer. Names inside other records'
+ * data, and common suffixes, are written in full.
  */
 
 import type { Answer, Packet, Question } from 'dns-packet';
@@ -54,30 +58,87 @@ function compressedBytes(rr: Answer): Buffer {
 /** A name as compared for compression: case-insensitive, trailing dot ignored. */
 const nameKey = (n: string): string => (n.endsWith('.') ? n.slice(0, -1) : n).toLowerCase();
 
-/** How each record of `p` goes on the wire: pointing at the question when it names the same. */
-function bytesFor(p: Packet): (rr: Answer) => Buffer {
-  const questions = p.questions ?? [];
-  if (questions.length !== 1) return recordBytes;
-  const asked = questions[0].name;
-  const qname = nameKey(asked);
-  if (qname === '') return recordBytes; // the root: nothing to save
+/** Whether `rr`'s owner name is the question's (`asked`; `qname` its key), as the question compares. */
+function namesQuestion(rr: Answer, asked: string, qname: string): boolean {
   // Answers are built from the asked name itself: the identity check spares most comparisons, and
   // a name of another length (the targets in the additional section) cannot be the same.
-  return (rr) =>
-    rr.name === asked || (Math.abs(rr.name.length - asked.length) <= 1 && nameKey(rr.name) === qname)
-      ? compressedBytes(rr)
-      : recordBytes(rr);
+  return rr.name === asked || (Math.abs(rr.name.length - asked.length) <= 1 && nameKey(rr.name) === qname);
 }
 
-const sections = (p: Packet): Answer[][] => [p.answers ?? [], p.authorities ?? [], p.additionals ?? []];
+/** A name as written earlier in the message: exact, but for a trailing dot (the bytes are the same). */
+const writtenKey = (n: string): string => (n.endsWith('.') ? n.slice(0, -1) : n);
+
+/** A compression pointer can reach this far into the message (14 bits). */
+const MAX_POINTER = 0x3fff;
+/** Fixed fields between an owner name and an SRV record's target: type, class, TTL, rdlength, priority, weight, port. */
+const SRV_TARGET_AFTER_OWNER = 2 + 2 + 4 + 2 + 6;
+
+/**
+ * The records of `p` as they go on the wire, in order, each as one or two byte strings (a pointer
+ * and the rest of the record): passed to `emit`. Returns the message's length.
+ */
+function layout(p: Packet, emit?: (b: Buffer) => void): number {
+  const questions = p.questions ?? [];
+  const asked = questions.length === 1 ? questions[0].name : undefined;
+  const qname = asked === undefined ? '' : nameKey(asked);
+  let offset = 12;
+  for (const q of questions) {
+    const b = questionBytes(q);
+    emit?.(b);
+    offset += b.length;
+  }
+  /** Names written in full so far, by writtenKey, and where. */
+  const written = new Map<string, number>();
+  for (const list of [p.answers ?? [], p.authorities ?? [], p.additionals ?? []]) {
+    for (const rr of list) {
+      const start = offset;
+      let ownerLength: number;
+      const earlier = written.get(writtenKey(rr.name));
+      if (asked !== undefined && qname !== '' && namesQuestion(rr, asked, qname)) {
+        const b = compressedBytes(rr);
+        emit?.(b);
+        offset += b.length;
+        ownerLength = 2;
+      } else if (earlier !== undefined) {
+        const full = recordBytes(rr);
+        const rest = full.subarray(codecs.name.encodingLength(rr.name));
+        emit?.(pointerTo(earlier));
+        emit?.(rest);
+        offset += 2 + rest.length;
+        ownerLength = 2;
+      } else {
+        const b = recordBytes(rr);
+        emit?.(b);
+        offset += b.length;
+        ownerLength = codecs.name.encodingLength(rr.name);
+        // The root and names past the pointers' reach are not worth remembering.
+        if (ownerLength > 2 && start <= MAX_POINTER) written.set(writtenKey(rr.name), start);
+      }
+      if (rr.type === 'SRV') {
+        const target = (rr.data as { target?: unknown }).target;
+        const at = start + ownerLength + SRV_TARGET_AFTER_OWNER;
+        if (typeof target === 'string' && at <= MAX_POINTER && !written.has(writtenKey(target))) {
+          if (codecs.name.encodingLength(target) > 2) written.set(writtenKey(target), at);
+        }
+      }
+    }
+  }
+  return offset;
+}
+
+const pointers = new Map<number, Buffer>();
+function pointerTo(offset: number): Buffer {
+  let b = pointers.get(offset);
+  if (b === undefined) {
+    b = Buffer.from([0xc0 | (offset >> 8), offset & 0xff]);
+    pointers.set(offset, b);
+  }
+  return b;
+}
 
 /** The encoded size of `p`, from the cached sizes of its records. */
 export function messageLength(p: Packet): number {
-  const bytes = bytesFor(p);
-  let n = 12;
-  for (const q of p.questions ?? []) n += codecs.question.encodingLength(q);
-  for (const list of sections(p)) for (const rr of list) n += bytes(rr).length;
-  return n;
+  return layout(p);
 }
 
 /** `p` on the wire; decodes to what `dnsPacket.encode(p)` does, smaller by the compressed names. */
@@ -86,14 +147,11 @@ export function encodeMessage(p: Packet): Buffer {
   const header = Buffer.alloc(12);
   header.writeUInt16BE(p.id ?? 0, 0);
   header.writeUInt16BE(((p.flags ?? 0) & 0x7fff) | (p.type === 'response' ? 0x8000 : 0), 2);
-  const [an, ns, ar] = sections(p);
   header.writeUInt16BE((p.questions ?? []).length, 4);
-  header.writeUInt16BE(an.length, 6);
-  header.writeUInt16BE(ns.length, 8);
-  header.writeUInt16BE(ar.length, 10);
+  header.writeUInt16BE((p.answers ?? []).length, 6);
+  header.writeUInt16BE((p.authorities ?? []).length, 8);
+  header.writeUInt16BE((p.additionals ?? []).length, 10);
   parts.push(header);
-  for (const q of p.questions ?? []) parts.push(questionBytes(q));
-  const bytes = bytesFor(p);
-  for (const list of [an, ns, ar]) for (const rr of list) parts.push(bytes(rr));
-  return Buffer.concat(parts);
+  const length = layout(p, (b) => parts.push(b));
+  return Buffer.concat(parts, length);
 }
