@@ -17,6 +17,7 @@ const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const [major, minor] = process.versions.node.split('.').map(Number);
 if (major > 22 || (major === 22 && minor >= 18)) {
   const isAgent = process.argv[2] === 'agent';
+  const isServer = isAgent && serverByFlags(process.argv.slice(3));
   // glibc's malloc gives every thread that allocates an arena of its own, up to 8 per core, and an
   // agent's threads (V8's workers, libuv's pool) leave theirs mostly empty but resident:
   // MALLOC_ARENA_MAX=2 takes ~1.6 MiB off a client agent's RSS. glibc reads it only when a process
@@ -51,9 +52,7 @@ if (major > 22 || (major === 22 && minor >= 18)) {
     const given = [...process.execArgv, process.env.NODE_OPTIONS ?? ''];
     const v8Args = [
       ...(given.some((a) => a.includes('semi-space-size')) ? [] : ['--max-semi-space-size=4']),
-      ...(given.some((a) => a.includes('memory-reducer')) || serverByFlags(process.argv.slice(3))
-        ? []
-        : ['--no-memory-reducer']),
+      ...(given.some((a) => a.includes('memory-reducer')) || isServer ? [] : ['--no-memory-reducer']),
     ];
     process.execve(
       process.execPath,
@@ -71,7 +70,7 @@ if (major > 22 || (major === 22 && minor >= 18)) {
   // compilers, it answered its first request after 0.62-0.64 s of 0.69 s CPU either way (6 starts
   // each). A server (-dev: 0.59 against 0.65 s to its first KV write) and the short-lived commands
   // keep it.
-  if (!isAgent || serverByFlags(process.argv.slice(3))) nodeModule.enableCompileCache();
+  if (!isAgent || isServer) nodeModule.enableCompileCache();
   // Before the first TypeScript module: ours then load stripped at install time (source-cache.js).
   const { installSourceCache } = await import('./source-cache.js');
   installSourceCache(fileURLToPath(new URL('..', import.meta.url)));

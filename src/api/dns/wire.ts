@@ -31,29 +31,26 @@ function questionBytes(q: Question): Buffer {
   return b;
 }
 
-const encoded = new WeakMap<Answer, Buffer>();
+/** A record on the wire in full, and the part of it after its owner name (a view of the same bytes). */
+interface RecordBytes {
+  full: Buffer;
+  afterOwner: Buffer;
+}
 
-function recordBytes(rr: Answer): Buffer {
+const encoded = new WeakMap<Answer, RecordBytes>();
+
+function recordBytes(rr: Answer): RecordBytes {
   let b = encoded.get(rr);
   if (b === undefined) {
-    b = codecs.answer.encode(rr);
+    const full = codecs.answer.encode(rr);
+    b = { full, afterOwner: full.subarray(codecs.name.encodingLength(rr.name)) };
     encoded.set(rr, b);
   }
   return b;
 }
 
-const compressed = new WeakMap<Answer, Buffer>();
-
-/** The record with its owner name replaced by a pointer to the question's name (offset 12). */
-function compressedBytes(rr: Answer): Buffer {
-  let b = compressed.get(rr);
-  if (b === undefined) {
-    const full = recordBytes(rr);
-    b = Buffer.concat([Buffer.from([0xc0, 0x0c]), full.subarray(codecs.name.encodingLength(rr.name))]);
-    compressed.set(rr, b);
-  }
-  return b;
-}
+/** Where the question's name is: right after the header. */
+const QUESTION_NAME_OFFSET = 12;
 
 /** A name as compared for compression: case-insensitive, trailing dot ignored. */
 const nameKey = (n: string): string => (n.endsWith('.') ? n.slice(0, -1) : n).toLowerCase();
@@ -92,34 +89,29 @@ function layout(p: Packet, emit?: (b: Buffer) => void): number {
   for (const list of [p.answers ?? [], p.authorities ?? [], p.additionals ?? []]) {
     for (const rr of list) {
       const start = offset;
+      const { full, afterOwner } = recordBytes(rr);
+      const earlier =
+        asked !== undefined && qname !== '' && namesQuestion(rr, asked, qname)
+          ? QUESTION_NAME_OFFSET
+          : written.get(writtenKey(rr.name));
       let ownerLength: number;
-      const earlier = written.get(writtenKey(rr.name));
-      if (asked !== undefined && qname !== '' && namesQuestion(rr, asked, qname)) {
-        const b = compressedBytes(rr);
-        emit?.(b);
-        offset += b.length;
-        ownerLength = 2;
-      } else if (earlier !== undefined) {
-        const full = recordBytes(rr);
-        const rest = full.subarray(codecs.name.encodingLength(rr.name));
+      if (earlier !== undefined) {
         emit?.(pointerTo(earlier));
-        emit?.(rest);
-        offset += 2 + rest.length;
+        emit?.(afterOwner);
         ownerLength = 2;
       } else {
-        const b = recordBytes(rr);
-        emit?.(b);
-        offset += b.length;
-        ownerLength = codecs.name.encodingLength(rr.name);
+        emit?.(full);
+        ownerLength = full.length - afterOwner.length;
         // The root and names past the pointers' reach are not worth remembering.
         if (ownerLength > 2 && start <= MAX_POINTER) written.set(writtenKey(rr.name), start);
       }
+      offset += ownerLength + afterOwner.length;
       if (rr.type === 'SRV') {
         const target = (rr.data as { target?: unknown }).target;
         const at = start + ownerLength + SRV_TARGET_AFTER_OWNER;
-        if (typeof target === 'string' && at <= MAX_POINTER && !written.has(writtenKey(target))) {
-          if (codecs.name.encodingLength(target) > 2) written.set(writtenKey(target), at);
-        }
+        const key = typeof target === 'string' ? writtenKey(target) : '';
+        // The root target ('.') is not worth remembering either.
+        if (key !== '' && at <= MAX_POINTER && !written.has(key)) written.set(key, at);
       }
     }
   }
