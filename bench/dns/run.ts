@@ -27,6 +27,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import dnsPacket from 'dns-packet';
 import { exchangeUdp } from '../../src/api/dns/recursor.ts';
+import { loadUdpBatch, loadUdpBatchError } from '../../src/api/dns/udp-batch.ts';
 import { freePorts, startAgent, waitFor, waitLeader } from '../../test/support/agent-process.ts';
 import {
   appendResults,
@@ -236,11 +237,13 @@ async function main(): Promise<void> {
   const file = join(root, 'queries.txt');
   writeFileSync(file, `${NAME} A\n${NAME} SRV\n`);
   console.log(machineLine());
+  // The agent loads the same addon the same way (src/api/dns/server.ts, `udpIo: 'auto'`).
+  const udpIo = loadUdpBatch() !== undefined ? 'in batches' : `through node:dgram: ${loadUdpBatchError()}`;
 
   const meshd = await startMeshd();
   const dnsmasq = await startDnsmasq();
   console.log(
-    `meshd DNS ${MESHD_HOST}:${meshd.port} (pid ${meshd.pid}), dnsmasq ${DNSMASQ_HOST}:${dnsmasq.port}`,
+    `meshd DNS ${MESHD_HOST}:${meshd.port} (pid ${meshd.pid}, UDP ${udpIo}), dnsmasq ${DNSMASQ_HOST}:${dnsmasq.port}`,
   );
 
   const results: Record<'meshd' | 'dnsmasq', PerfResult> = {} as never;
@@ -300,7 +303,7 @@ async function main(): Promise<void> {
         wrapProse(
           `${machineLine()}. dnsperf ${SECONDS} s per server (after 2 s of warm-up), \`${NAME}\` A and SRV ` +
             `alternately with EDNS0, 1 client, 100 queries outstanding: meshd agent -dev (answers from its ` +
-            `agent cache, ${INSTANCES} passing instances) vs dnsmasq serving the same records. Queries/s ` +
+            `agent cache, ${INSTANCES} passing instances; UDP ${udpIo}) vs dnsmasq serving the same records. Queries/s ` +
             `and mean from a run without -v, p99 from a second run with -v (per-query latencies); CPU per ` +
             `query (user + system of the server process) from a third run at a fixed ${RATE} queries/s.`,
         ),

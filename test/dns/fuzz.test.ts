@@ -6,14 +6,22 @@
 
 import { createSocket } from 'node:dgram';
 import { Socket } from 'node:net';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import dnsPacket from 'dns-packet';
 import fc from 'fast-check';
 import { silentLogger } from '../../src/agent/logger.ts';
-import { type DnsStats, handlePacket, listenDns } from '../../src/api/dns/server.ts';
+import { type DnsStats, handlePacket, listenDns, MAX_UDP_QUERY } from '../../src/api/dns/server.ts';
+import { loadUdpBatch, loadUdpBatchError } from '../../src/api/dns/udp-batch.ts';
 import { waitFor } from '../support/agent-process.ts';
 import { MemoryCatalog } from '../support/memory-catalog.ts';
 import { query, readReply, register, responderFor } from './helpers.ts';
+
+/** A UDP test run once over node:dgram and once over batched I/O (skipped where not built). */
+function udpTest(title: string, run: (t: ExecutionContext, udpIo: 'dgram' | 'batch') => Promise<void>): void {
+  test(`${title} (dgram)`, (t) => run(t, 'dgram'));
+  if (loadUdpBatch() !== undefined) test(`${title} (batch)`, (t) => run(t, 'batch'));
+  else test.skip(`${title} (batch: ${loadUdpBatchError()})`, (t) => run(t, 'batch'));
+}
 
 const newStats = (): DnsStats => ({ queries: 0, malformed: 0, formerr: 0, notimp: 0, dropped: 0 });
 
@@ -119,57 +127,93 @@ async function asBuffer(p: Promise<Buffer | undefined>): Promise<Buffer> {
   return b;
 }
 
-test('the UDP and TCP listeners survive garbage and keep answering on the same socket', async (t) => {
-  const { respond, cache } = setup();
-  const dns = await listenDns({ hosts: ['127.0.0.1'], port: 0, respond, logger: silentLogger() });
-  t.teardown(async () => {
-    cache.close();
-    await dns.close();
-  });
-  const port = Number(dns.addresses[0].split(':')[1]);
-  const udp = createSocket('udp4');
-  t.teardown(() => udp.close());
-  const replies: Buffer[] = [];
-  udp.on('message', (m) => replies.push(m));
-  const garbage = fc.sample(fc.uint8Array({ minLength: 0, maxLength: 300 }), { numRuns: 200, seed: 7 });
-  for (const g of garbage) udp.send(Buffer.from(g), port, '127.0.0.1');
-  udp.send(query('web.service.consul', 'A', { id: 777 }), port, '127.0.0.1');
-  const answer = await waitFor('the UDP reply', () =>
-    replies.find((r) => r.length >= 12 && r.readUInt16BE(0) === 777),
-  );
-  t.deepEqual(
-    readReply(answer).answers.map((a) => (a as { data: string }).data),
-    ['10.0.0.1'],
-  );
-  t.true(dns.stats.malformed > 0);
+udpTest(
+  'the UDP and TCP listeners survive garbage and keep answering on the same socket',
+  async (t, udpIo) => {
+    const { respond, cache } = setup();
+    const dns = await listenDns({ hosts: ['127.0.0.1'], port: 0, respond, logger: silentLogger(), udpIo });
+    t.is(dns.udpIo.kind, udpIo);
+    t.teardown(async () => {
+      cache.close();
+      await dns.close();
+    });
+    const port = Number(dns.addresses[0].split(':')[1]);
+    const udp = createSocket('udp4');
+    t.teardown(() => udp.close());
+    const replies: Buffer[] = [];
+    udp.on('message', (m) => replies.push(m));
+    const garbage = fc.sample(fc.uint8Array({ minLength: 0, maxLength: 300 }), { numRuns: 200, seed: 7 });
+    for (const g of garbage) udp.send(Buffer.from(g), port, '127.0.0.1');
+    udp.send(query('web.service.consul', 'A', { id: 777 }), port, '127.0.0.1');
+    const answer = await waitFor('the UDP reply', () =>
+      replies.find((r) => r.length >= 12 && r.readUInt16BE(0) === 777),
+    );
+    t.deepEqual(
+      readReply(answer).answers.map((a) => (a as { data: string }).data),
+      ['10.0.0.1'],
+    );
+    t.true(dns.stats.malformed > 0);
 
-  // TCP: a garbage frame and two queries pipelined on one connection, answered in full.
-  const sock = new Socket();
-  t.teardown(() => sock.destroy());
-  await new Promise<void>((r) => sock.connect(port, '127.0.0.1', r));
-  let buf = Buffer.alloc(0);
-  sock.on('data', (d: Buffer) => {
-    buf = Buffer.concat([buf, d]);
-  });
-  const frame = (b: Buffer) => Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
-  sock.write(
-    Buffer.concat([
-      frame(Buffer.from([1, 2, 3])),
-      frame(query('web.service.consul', 'A', { id: 1 })),
-      frame(query('n1.node.consul', 'A', { id: 2 })),
-    ]),
-  );
-  const frames = await waitFor('both TCP answers', () => {
-    const out: Buffer[] = [];
-    let rest = buf;
-    while (rest.length >= 2 && rest.length >= 2 + rest.readUInt16BE(0)) {
-      out.push(rest.subarray(2, 2 + rest.readUInt16BE(0)));
-      rest = rest.subarray(2 + rest.readUInt16BE(0));
-    }
-    return out.length === 2 ? out : undefined;
-  });
-  t.deepEqual(frames.map((f) => f.readUInt16BE(0)).sort(), [1, 2]);
-});
+    // TCP: a garbage frame and two queries pipelined on one connection, answered in full.
+    const sock = new Socket();
+    t.teardown(() => sock.destroy());
+    await new Promise<void>((r) => sock.connect(port, '127.0.0.1', r));
+    let buf = Buffer.alloc(0);
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+    });
+    const frame = (b: Buffer) => Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
+    sock.write(
+      Buffer.concat([
+        frame(Buffer.from([1, 2, 3])),
+        frame(query('web.service.consul', 'A', { id: 1 })),
+        frame(query('n1.node.consul', 'A', { id: 2 })),
+      ]),
+    );
+    const frames = await waitFor('both TCP answers', () => {
+      const out: Buffer[] = [];
+      let rest = buf;
+      while (rest.length >= 2 && rest.length >= 2 + rest.readUInt16BE(0)) {
+        out.push(rest.subarray(2, 2 + rest.readUInt16BE(0)));
+        rest = rest.subarray(2 + rest.readUInt16BE(0));
+      }
+      return out.length === 2 ? out : undefined;
+    });
+    t.deepEqual(frames.map((f) => f.readUInt16BE(0)).sort(), [1, 2]);
+  },
+);
+
+udpTest(
+  'a UDP query longer than MAX_UDP_QUERY gets FORMERR; one posing as a response is dropped',
+  async (t, udpIo) => {
+    const { respond, cache } = setup();
+    const dns = await listenDns({ hosts: ['127.0.0.1'], port: 0, respond, logger: silentLogger(), udpIo });
+    t.teardown(async () => {
+      cache.close();
+      await dns.close();
+    });
+    const port = Number(dns.addresses[0].split(':')[1]);
+    const udp = createSocket('udp4');
+    t.teardown(() => udp.close());
+    const replies: Buffer[] = [];
+    udp.on('message', (m) => replies.push(m));
+    // A valid query padded past the limit, and the same with the QR bit set.
+    const long = Buffer.concat([query('web.service.consul', 'A', { id: 4242 }), Buffer.alloc(MAX_UDP_QUERY)]);
+    const response = Buffer.from(long);
+    response.writeUInt16BE(4243, 0);
+    response[2] = (response[2] as number) | 0x80;
+    udp.send(response, port, '127.0.0.1');
+    udp.send(long, port, '127.0.0.1');
+    udp.send(query('web.service.consul', 'A', { id: 4244 }), port, '127.0.0.1');
+    await waitFor('the answer after them', () => replies.find((r) => r.readUInt16BE(0) === 4244));
+    const formerr = replies.find((r) => r.readUInt16BE(0) === 4242);
+    t.is(formerr?.length, 12);
+    t.is((formerr?.readUInt16BE(2) ?? 0) & 0x800f, 0x8001);
+    t.false(replies.some((r) => r.readUInt16BE(0) === 4243));
+    t.is(dns.stats.formerr, 1);
+    t.is(dns.stats.malformed, 2);
+  },
+);
 
 test('an idle TCP connection is closed after idleMs', async (t) => {
   const { respond, cache } = setup();

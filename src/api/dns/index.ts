@@ -90,7 +90,7 @@ export async function startDnsServer(opts: StartDnsServerOptions): Promise<DnsSe
     cache.close();
     throw err;
   }
-  logger.info({ addresses: listeners.addresses }, 'DNS server listening');
+  logger.info({ addresses: listeners.addresses, udp: listeners.udpIo }, 'DNS server listening');
   const stats = listeners.stats as DnsServer['stats'];
   Object.defineProperties(stats, {
     cacheHits: { get: () => cache.stats.hits, enumerable: true },

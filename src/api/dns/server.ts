@@ -5,6 +5,10 @@
  * question, or sections a query cannot have, or bytes that do not decode → FORMERR. Each of those
  * is counted in `stats`; none can throw out of here.
  *
+ * UDP goes through ./udp-batch.ts (recvmmsg/sendmmsg) where its addon was built, else node:dgram.
+ * A UDP query longer than `MAX_UDP_QUERY` is not read whole by the former; under either it gets
+ * FORMERR (a question is at most ~260 bytes, EDNS options a few dozen).
+ *
  * TCP uses RFC 1035's 2-byte length framing; a connection may carry many queries (answered as
  * they complete, RFC 7766 allows that) and is closed after `idleMs` without traffic.
  */
@@ -16,6 +20,7 @@ import dnsPacket from 'dns-packet';
 import type { Logger } from 'pino';
 import { isWireName } from './names.ts';
 import type { Transport } from './responder.ts';
+import { BatchUdpSocket, loadUdpBatch, loadUdpBatchError } from './udp-batch.ts';
 
 export interface DnsStats {
   /** Packets that reached the responder. */
@@ -47,6 +52,11 @@ export interface DnsListenInit {
   idleMs?: number;
   /** @default 1_024 */
   maxTcpConnections?: number;
+  /**
+   * UDP I/O: `batch` (./udp-batch.ts; an error when its addon is not there), `dgram`, or `auto`
+   * (batch when it can). For tests. @default 'auto'
+   */
+  udpIo?: 'auto' | 'batch' | 'dgram';
   /** Queries of one TCP connection in progress before it is read no further. @default 32 */
   maxInflightPerConnection?: number;
 }
@@ -55,8 +65,13 @@ export interface DnsListeners {
   /** `host:port` per address (`[v6]:port` for IPv6). */
   addresses: string[];
   stats: DnsStats;
+  /** How UDP is read and written, and why not in batches when it is not. */
+  udpIo: { kind: 'batch' | 'dgram'; why?: string };
   close(): Promise<void>;
 }
+
+/** UDP queries longer than this get FORMERR (and are read only this far in batches). */
+export const MAX_UDP_QUERY = 4_096;
 
 const OPCODE_QUERY = 0;
 const OPCODE_NOTIFY = 4;
@@ -129,43 +144,111 @@ function errorReply(raw: Buffer, rcode: number): Buffer {
 
 export async function listenDns(init: DnsListenInit): Promise<DnsListeners> {
   const stats: DnsStats = { queries: 0, malformed: 0, formerr: 0, notimp: 0, dropped: 0 };
-  const udps: UdpSocket[] = [];
+  const native = init.udpIo === 'dgram' ? undefined : loadUdpBatch();
+  if (init.udpIo === 'batch' && native === undefined)
+    throw new Error(`batched UDP I/O is not available: ${loadUdpBatchError()}`);
+  const udpIo: DnsListeners['udpIo'] =
+    native !== undefined
+      ? { kind: 'batch' }
+      : { kind: 'dgram', why: init.udpIo === 'dgram' ? 'asked for' : loadUdpBatchError() };
+  const udps: UdpListener[] = [];
   const tcps: Server[] = [];
   const conns = new Set<Socket>();
   const addresses: string[] = [];
   const closeAll = async (): Promise<void> => {
     for (const c of conns) c.destroy();
     await Promise.all([
-      ...udps.map((u) => new Promise<void>((r) => u.close(() => r()))),
+      ...udps.map((u) => u.close()),
       ...tcps.map((t) => new Promise<void>((r) => t.close(() => r()))),
     ]);
   };
+  const openUdp = (host: string, port: number): Promise<UdpListener> =>
+    native !== undefined
+      ? openBatchUdp(native, host, port, init, stats)
+      : openDgramUdp(host, port, init, stats);
   try {
     for (const host of init.hosts) {
-      const { udp, tcp } = await bindPair(host, init, stats, conns);
+      const { udp, tcp } = await bindPair(host, init, stats, conns, openUdp);
       udps.push(udp);
       tcps.push(tcp);
-      const port = udp.address().port;
-      addresses.push(isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`);
-      udp.on('message', (msg, rinfo) => {
-        const hit = init.cached?.(msg);
-        if (hit !== undefined) {
-          stats.queries++;
-          udp.send(hit, rinfo.port, rinfo.address);
-          return;
-        }
-        void handlePacket(msg, 'udp', init.respond, stats, init.logger).then((out) => {
-          // No callback: a send error is an 'error' event (ignored below), and Node skips a
-          // completion call into JS per answer.
-          if (out !== undefined) udp.send(out, rinfo.port, rinfo.address);
-        });
-      });
+      addresses.push(isIP(host) === 6 ? `[${host}]:${udp.port}` : `${host}:${udp.port}`);
     }
   } catch (err) {
     await closeAll();
     throw err;
   }
-  return { addresses, stats, close: closeAll };
+  return { addresses, stats, udpIo, close: closeAll };
+}
+
+/** A bound UDP socket answering queries. */
+interface UdpListener {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** A UDP query over `MAX_UDP_QUERY` bytes: FORMERR, or dropped when it claims to be a response. */
+function oversized(raw: Buffer, stats: DnsStats): Buffer | undefined {
+  if ((raw.readUInt16BE(2) & 0x8000) !== 0) {
+    stats.malformed++;
+    stats.dropped++;
+    return undefined;
+  }
+  return formErr(raw, stats);
+}
+
+async function openBatchUdp(
+  native: NonNullable<ReturnType<typeof loadUdpBatch>>,
+  host: string,
+  port: number,
+  init: DnsListenInit,
+  stats: DnsStats,
+): Promise<UdpListener> {
+  const sock: BatchUdpSocket = new BatchUdpSocket(native, host, port, (query, from, cut) => {
+    if (cut || query.length > MAX_UDP_QUERY) return oversized(query, stats);
+    const hit = init.cached?.(query);
+    if (hit !== undefined) {
+      stats.queries++;
+      return hit;
+    }
+    // The query's memory is the next batch's: the answer goes later, to a copy of the sender.
+    const peer = sock.peer(from);
+    void handlePacket(Buffer.from(query), 'udp', init.respond, stats, init.logger).then((out) => {
+      if (out !== undefined) sock.send(out, peer);
+    });
+    return undefined;
+  });
+  return sock;
+}
+
+async function openDgramUdp(
+  host: string,
+  port: number,
+  init: DnsListenInit,
+  stats: DnsStats,
+): Promise<UdpListener> {
+  const udp = await bindUdp(host, port);
+  udp.on('message', (msg, rinfo) => {
+    if (msg.length > MAX_UDP_QUERY) {
+      const out = oversized(msg, stats);
+      if (out !== undefined) udp.send(out, rinfo.port, rinfo.address);
+      return;
+    }
+    const hit = init.cached?.(msg);
+    if (hit !== undefined) {
+      stats.queries++;
+      udp.send(hit, rinfo.port, rinfo.address);
+      return;
+    }
+    void handlePacket(msg, 'udp', init.respond, stats, init.logger).then((out) => {
+      // No callback: a send error is an 'error' event (ignored below), and Node skips a
+      // completion call into JS per answer.
+      if (out !== undefined) udp.send(out, rinfo.port, rinfo.address);
+    });
+  });
+  return {
+    port: udp.address().port,
+    close: () => new Promise<void>((r) => udp.close(() => r())),
+  };
 }
 
 /**
@@ -177,13 +260,14 @@ async function bindPair(
   init: DnsListenInit,
   stats: DnsStats,
   conns: Set<Socket>,
-): Promise<{ udp: UdpSocket; tcp: Server }> {
+  openUdp: (host: string, port: number) => Promise<UdpListener>,
+): Promise<{ udp: UdpListener; tcp: Server }> {
   for (let attempt = 1; ; attempt++) {
-    const udp = await bindUdp(host, init.port);
+    const udp = await openUdp(host, init.port);
     try {
-      return { udp, tcp: await listenTcp(host, udp.address().port, init, stats, conns) };
+      return { udp, tcp: await listenTcp(host, udp.port, init, stats, conns) };
     } catch (err) {
-      await new Promise<void>((r) => udp.close(() => r()));
+      await udp.close();
       const retry = init.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && attempt < 10;
       if (!retry) throw err;
     }
