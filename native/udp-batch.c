@@ -13,7 +13,8 @@
  *   addrs  BATCH slots of ADDR bytes: each sender's address (a struct sockaddr)
  *   lens   3 x BATCH int32: datagram lengths (-1: longer than a slot, cut), answer lengths (0: no
  *          answer in the slot), address lengths
- *   stats  2 float64: answers sent, answers the kernel refused (a full send buffer, mostly)
+ *   stats  3 float64: answers sent, answers the kernel refused (a full send buffer, mostly), errors
+ *          the socket reported (and that were cleared)
  * A datagram and its answer share a slot number, so an answer goes back to its sender.
  *
  * This is an I/O edge and nothing else: it knows no DNS. Everything that can be decided in
@@ -36,7 +37,7 @@
 #include <uv.h>
 
 /* Bumped whenever the layout or the functions change, so that a stale build is not used. */
-#define ABI_VERSION 1
+#define ABI_VERSION 2
 #define BATCH 32
 #define SLOT 4096
 #define ADDR ((int)sizeof(struct sockaddr_storage))
@@ -48,7 +49,7 @@
 #define ADDRS_OFFSET (2 * BATCH * SLOT)
 #define LENS_OFFSET (ADDRS_OFFSET + BATCH * ADDR)
 #define STATS_OFFSET (LENS_OFFSET + 3 * BATCH * 4)
-#define SHARED_BYTES (STATS_OFFSET + 2 * 8)
+#define SHARED_BYTES (STATS_OFFSET + 3 * 8)
 
 typedef struct {
   napi_env env;
@@ -119,7 +120,18 @@ static void send_answers(udp_batch *s, int received) {
 static void on_readable(uv_poll_t *poll, int status, int events) {
   (void)events;
   udp_batch *s = poll->data;
-  if (status < 0 || s->closing) return;
+  if (s->closing) return;
+  if (status < 0) {
+    /* libuv stops a poll handle that reports an error (EPOLLERR). An unconnected UDP socket gets
+     * none from ICMP unless asked, but whatever it was must not end the DNS server's reading:
+     * take the error off the socket (reading SO_ERROR clears it) and poll again. */
+    int err = 0;
+    socklen_t err_len = sizeof err;
+    getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &err_len);
+    s->stats[2] += 1;
+    uv_poll_start(&s->poll, UV_READABLE, on_readable);
+    return;
+  }
   napi_env env = s->env;
   for (int round = 0; round < ROUNDS; round++) {
     for (int i = 0; i < BATCH; i++) {

@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 export const NATIVE_UDP_BATCH_PATH = 'node_modules/.cache/meshd-native/udp-batch.node';
 
 /** The ABI this module speaks (native/udp-batch.c's ABI_VERSION); another build is not used. */
-const ABI_VERSION = 1;
+const ABI_VERSION = 2;
 
 interface NativeUdpBatch {
   abiVersion: number;
@@ -91,7 +91,7 @@ export class BatchUdpSocket {
   readonly #out: Buffer;
   readonly #addrs: Buffer;
   readonly #lens: Int32Array;
-  readonly #sent: Float64Array;
+  readonly #counters: Float64Array;
   #onDatagram: OnDatagram;
   #closed = false;
 
@@ -119,12 +119,17 @@ export class BatchUdpSocket {
     this.#addrs = Buffer.from(shared, addrsAt, batch * addressBytes);
     const lensAt = addrsAt + batch * addressBytes;
     this.#lens = new Int32Array(shared, lensAt, 3 * batch);
-    this.#sent = new Float64Array(shared, lensAt + 3 * batch * 4, 2);
+    this.#counters = new Float64Array(shared, lensAt + 3 * batch * 4, 3);
   }
 
   /** Answers the kernel took, and those it refused (a full send buffer: lost, as UDP may be). */
   get sent(): { ok: number; refused: number } {
-    return { ok: this.#sent[0] as number, refused: this.#sent[1] as number };
+    return { ok: this.#counters[0] as number, refused: this.#counters[1] as number };
+  }
+
+  /** Errors the socket reported to its poll (cleared, and reading went on). */
+  get socketErrors(): number {
+    return this.#counters[2] as number;
   }
 
   /** The sender of datagram `from` of the batch in hand, kept for an answer sent later. */
