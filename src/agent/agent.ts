@@ -105,6 +105,17 @@ export class Agent {
       (json) => membership.sendUserMessage(json),
     );
     membership.onUserMessage((json) => this.events.receive(json));
+    // A server that joins (new, or back from failed or left) may have lost this node's entries or
+    // never had them: anti-entropy syncs in full soon after (Consul's ServerUp trigger). A suspect
+    // server that refutes ('alive') was never away.
+    membership.on((e) => {
+      if (
+        e.type === 'join' &&
+        e.member.name !== init.config.nodeName &&
+        asServer(e.member, init.config.datacenter)
+      )
+        this.local.antiEntropy.serverUp();
+    });
     const events = this.events;
     const serfLan = init.config.ports.serfLan;
     this.gossip = {

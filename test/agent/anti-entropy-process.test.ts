@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import { startAgent, waitFor, waitLeader } from '../support/agent-process.ts';
+import { freePorts, startAgent, waitFor, waitLeader } from '../support/agent-process.ts';
 
 interface CatalogService {
   ServiceID: string;
@@ -84,4 +84,56 @@ test('an API-registered service survives kill -9; one deleted from the catalog b
     return web.length === 1 && web[0].ServicePort === 8080 && stranger.length === 0;
   });
   t.is(await b.stop('SIGTERM'), 0);
+});
+
+test("a server that comes back without its data gets the client's services within seconds, not at the next period", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'meshd-ae-up-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const serverHost = '127.0.0.61';
+  const [serverSerf, serverHttp, serverRpc] = await freePorts(3, serverHost);
+  const serverArgs = ['-server', '-bootstrap', `-data-dir=${join(dir, 'server')}`, '-node=s1'];
+  const serverOpts = { host: serverHost, serfPort: serverSerf, httpPort: serverHttp, serverPort: serverRpc };
+  const s1 = await startAgent(serverArgs, serverOpts);
+  t.teardown(() => s1.stop('SIGKILL'));
+  await waitLeader(s1);
+  // A full-sync period far longer than the test: only the server-up trigger can repair in time.
+  const config = join(dir, 'client.json');
+  await writeFile(config, JSON.stringify({ ae_interval: '10m' }));
+  const c1 = await startAgent(
+    [`-data-dir=${join(dir, 'client')}`, '-node=c1', `-retry-join=${s1.gossip}`, `-config-file=${config}`],
+    { host: '127.0.0.62' },
+  );
+  t.teardown(() => c1.stop('SIGKILL'));
+  await waitLeader(c1);
+  await put(`${c1.http}/v1/agent/service/register`, { Name: 'api', ID: 'api-1', Port: 9090 });
+  await waitFor('api-1 in the catalog', async () => (await catalogService(s1.http, 'api')).length === 1);
+
+  // The server dies and loses its disk; the client notices it failed.
+  await s1.stop('SIGKILL');
+  await rm(join(dir, 'server'), { recursive: true, force: true });
+  await waitFor(
+    'c1 to see s1 failed',
+    async () => {
+      const r = await fetch(`${c1.http}/v1/agent/members`);
+      const members = (await r.json()) as { Name: string; Status: number }[];
+      return members.find((m) => m.Name === 's1')?.Status === 4;
+    },
+    30_000,
+  );
+
+  // Back, empty, on the same addresses; it joins the client.
+  const s2 = await startAgent([...serverArgs, `-retry-join=${c1.gossip}`], serverOpts);
+  t.teardown(() => s2.stop('SIGKILL'));
+  await waitLeader(s2);
+  const back = Date.now();
+  await waitFor(
+    'api-1 and c1 in the new catalog',
+    async () => {
+      const api = await catalogService(s2.http, 'api');
+      return api.length === 1 && api[0].ServicePort === 9090;
+    },
+    20_000,
+  );
+  t.log(`repaired ${Date.now() - back} ms after the server had a leader again`);
+  t.regex(c1.logs(), /anti-entropy: catalog differs/);
 });

@@ -1,7 +1,7 @@
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import type { CommandInput, WriteReply } from '../../src/agent/backend.ts';
 import { AntiEntropy, scaledInterval } from '../../src/agent/local/anti-entropy.ts';
 import { parseCheckDefinition, parseServiceDefinition } from '../../src/agent/local/definitions.ts';
@@ -28,7 +28,7 @@ class CountingCatalog extends MemoryCatalog {
   }
 }
 
-function setup() {
+function setup(opts: { random?: () => number; clusterSize?: () => number; readFails?: () => boolean } = {}) {
   const clock = new FakeClock();
   const catalog = new CountingCatalog();
   catalog.apply({ type: 'register', node: NODE });
@@ -52,13 +52,18 @@ function setup() {
     ],
   });
   const local = new LocalState({ node: NODE, catalog, clock, logger: silentLogger() });
+  const readFails = opts.readFails ?? (() => false);
   const ae = new AntiEntropy({
     state: local,
-    catalog,
+    catalog: {
+      read: (...args: Parameters<CountingCatalog['read']>) =>
+        readFails() ? Promise.reject(new Error('No cluster leader')) : catalog.read(...args),
+    },
     nodeName: NODE.Node,
     clock,
     logger: silentLogger(),
-    clusterSize: () => 1,
+    clusterSize: opts.clusterSize ?? (() => 1),
+    ...(opts.random && { random: opts.random }),
   });
   return { clock, catalog, local, ae };
 }
@@ -215,6 +220,87 @@ test('full syncs run periodically on the clock, staggered, and stop with stop()'
   clock.advance(600_000);
   await settle();
   t.is(ae.fullSyncs, after, 'no full sync after stop');
+});
+
+/** Advances the fake clock in 100 ms steps until `ae` has done `n` more full syncs (or failed ones). */
+async function nextSyncAfter(
+  t: ExecutionContext,
+  clock: FakeClock,
+  ae: AntiEntropy,
+  limitMs: number,
+): Promise<number> {
+  const start = clock.now();
+  const before = ae.fullSyncs + ae.failures;
+  while (ae.fullSyncs + ae.failures === before) {
+    if (clock.now() - start > limitMs) {
+      t.fail(`no full sync within ${limitMs} ms`);
+      return Number.NaN;
+    }
+    clock.advance(100);
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  }
+  return clock.now() - start;
+}
+
+test("the period is Consul's: 1 min plus a stagger of up to 1 min times the scale factor", async (t) => {
+  // random 0.5 at 256 nodes (scale 2): the next full sync 60 s + 0.5 * 2 * 60 s = 120 s after one.
+  const { clock, ae } = setup({ random: () => 0.5, clusterSize: () => 256 });
+  ae.start();
+  t.is(await nextSyncAfter(t, clock, ae, 3_000), 1_500);
+  t.is(await nextSyncAfter(t, clock, ae, 200_000), 120_000);
+  t.is(await nextSyncAfter(t, clock, ae, 200_000), 120_000);
+  await ae.stop();
+});
+
+test('a failed full sync is retried after 15 s plus a stagger, not a whole period', async (t) => {
+  let failing = true;
+  const { clock, ae, local, catalog } = setup({ random: () => 0.5, readFails: () => failing });
+  local.addService(web);
+  await local.flush();
+  ae.start();
+  t.is(await nextSyncAfter(t, clock, ae, 3_000), 1_500);
+  t.is(ae.failures, 1);
+  t.is(await nextSyncAfter(t, clock, ae, 60_000), 22_500, 'retried after 15 s + 0.5 * 15 s');
+  t.is(ae.failures, 2);
+  failing = false;
+  catalog.apply({ type: 'deregister', node: NODE.Node, serviceId: 'web-1' });
+  t.is(await nextSyncAfter(t, clock, ae, 60_000), 22_500);
+  t.is(ae.fullSyncs, 1);
+  await local.flush();
+  // The check's TTL (30 s) ran out meanwhile: its status write, without the service in the catalog,
+  // failed and is in a retry backoff, which the repair joins.
+  for (let waited = 0; nodeServices(catalog).length === 0 && waited < 60_000; waited += 100) {
+    clock.advance(100);
+    await local.flush();
+  }
+  t.deepEqual(nodeServices(catalog), ['web-1'], 'the retry repaired the catalog');
+  t.is(ae.fullSyncs + ae.failures, 3, 'no other full sync meanwhile');
+  await ae.stop();
+});
+
+test('a server coming up brings the next full sync within 3 s; several at once bring one', async (t) => {
+  const { clock, ae, local, catalog } = setup({ random: () => 0.5 });
+  ae.serverUp();
+  clock.advance(10_000);
+  t.is(ae.fullSyncs, 0, 'nothing before start()');
+  local.addService(web);
+  await local.flush();
+  ae.start();
+  await nextSyncAfter(t, clock, ae, 3_000);
+  // A server lost this node's entries, then came back up.
+  catalog.apply({ type: 'deregister', node: NODE.Node });
+  clock.advance(5_000);
+  ae.serverUp();
+  ae.serverUp();
+  ae.serverUp();
+  t.is(await nextSyncAfter(t, clock, ae, 3_000), 1_500);
+  await local.flush();
+  t.deepEqual(nodeServices(catalog), ['web-1']);
+  const syncs = ae.fullSyncs;
+  // The three triggers made one sync; the next is a whole period (+ stagger) after it.
+  t.is(await nextSyncAfter(t, clock, ae, 200_000), 90_000);
+  t.is(ae.fullSyncs, syncs + 1);
+  await ae.stop();
 });
 
 test('scaledInterval follows Consul: 1x up to 128 nodes, +1x per doubling beyond', (t) => {

@@ -225,7 +225,7 @@ export class LocalAgent {
     return this.#file?.flush() ?? Promise.resolve();
   }
 
-  /** Anti-entropy's full sync, now (tests; `fullSyncs` counts completed ones). */
+  /** Anti-entropy: its full sync now (tests; `fullSyncs` counts completed ones), `serverUp()`. */
   get antiEntropy(): AntiEntropy {
     return this.#antiEntropy;
   }

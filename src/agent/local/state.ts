@@ -13,17 +13,10 @@
  * An entry is marked in sync only if it did not change while its write was in flight (a version
  * per entry), so a change racing a write is pushed again.
  *
- * Deliberately not here yet (later issues), with the hooks they will use:
- * - periodic anti-entropy (Consul's full sync: read the node's services and checks from the
- *   catalog, delete what the agent does not know, re-push what differs): it will call
- *   {@link LocalState.markAllOutOfSync} and compare with a `catalog.node` read; everything else
- *   here stays as is;
- * - persistence of API-registered services and checks (and TTL check states) in the data dir:
- *   a listener on `state:changed` plus {@link LocalState.services}/{@link LocalState.checks};
- * - check runners for HTTP/TCP/UDP/gRPC/H2PING/alias/OS-service checks: such a check is registered
- *   with its initial status (critical unless given) and its Definition, and keeps that status
- *   until its runner arrives and reports through {@link LocalState.updateCheck};
- * - `DeregisterCriticalServiceAfter` (the reaper), kept in the check's Definition meanwhile.
+ * Around it, elsewhere: anti-entropy's full sync (./anti-entropy.ts) compares a catalog read with
+ * this state through {@link LocalState.reconcileWithCatalog}; persistence (./persist.ts) listens to
+ * `state:changed`; check runners (../checks) report through {@link LocalState.updateCheck}, and the
+ * reaper deregisters services critical longer than their `DeregisterCriticalServiceAfter`.
  *
  * Time comes from an injected {@link Clock} (timers for TTL expiry, deferred output pushes and
  * sync retries), so tests run on a simulated clock.
