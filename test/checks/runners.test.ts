@@ -241,3 +241,117 @@ test('alias of a service on another node follows blocking health.node reads', as
   await waitFor('the change', () => state.check('db-alias')?.check.Output.startsWith('Service db'));
   t.is(state.check('db-alias')?.check.Output, 'Service db could not be found on node n2');
 });
+
+type Row = { CheckID: string; Name: string; Status: string; Output: string; ServiceID: string };
+
+/**
+ * A catalog for remote alias checks: `health.node` reads block until {@link publish} raises the
+ * index past the one asked for; `catalog.node` finds the node unless it was published as gone.
+ */
+function remoteCatalog(initial: Row[]) {
+  let rows = initial;
+  let nodeKnown = true;
+  let index = 10;
+  const waiters: (() => void)[] = [];
+  const catalog = {
+    read: async (name: string, _args: unknown, opts: { minIndex: number; signal?: AbortSignal }) => {
+      const reply = <T>(result: T) => ({ index, result, knownLeader: true, lastContactMs: 0 });
+      if (name === 'catalog.node') return reply(nodeKnown ? { services: [{ ID: 'db' }] } : null);
+      while (opts.minIndex >= index) {
+        await new Promise<void>((resolve, reject) => {
+          waiters.push(resolve);
+          opts.signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+        });
+      }
+      return reply(rows);
+    },
+  };
+  const publish = (next: Row[], known = true): void => {
+    rows = next;
+    nodeKnown = known;
+    index++;
+    for (const w of waiters.splice(0)) w();
+  };
+  return { catalog, publish };
+}
+
+async function aliasOf(def: Record<string, unknown>, catalog: ReturnType<typeof remoteCatalog>['catalog']) {
+  const clock = new FakeClock();
+  const state = await localState(clock);
+  const runners = new CheckRunners(
+    // biome-ignore lint/suspicious/noExplicitAny: a hand-rolled catalog for two query names
+    { state, catalog: catalog as any, clock, logger: silentLogger() },
+    { rng: () => 0 },
+  );
+  const { CheckID: id } = parseCheckDefinition(def);
+  state.addCheck(parseCheckDefinition(def));
+  runners.start();
+  /** Waits until the alias reports `output`, then gives its status. */
+  const reported = async (output: string) => {
+    await waitFor(
+      `the alias to report ${JSON.stringify(output)}`,
+      () => state.check(id)?.check.Output === output,
+    );
+    return status(state, id);
+  };
+  return { runners, reported };
+}
+
+/** A check row of the aliased node; node-level unless a service ID is given. */
+const row = (Name: string, Status: string, Output = '', ServiceID = ''): Row => ({
+  CheckID: Name,
+  Name,
+  Status,
+  Output,
+  ServiceID,
+});
+
+test("alias of a whole node (AliasNode alone) follows the node's own checks, not its services'", async (t) => {
+  const remote = remoteCatalog([
+    row('serfHealth', 'passing'),
+    row('disk', 'passing'),
+    row('db', 'critical', 'down', 'db'),
+  ]);
+  const { runners, reported } = await aliasOf({ name: 'n2-alias', alias_node: 'n2' }, remote.catalog);
+  t.teardown(() => runners.stop());
+  t.is(await reported('All checks passing.'), 'passing', 'a critical service check does not count');
+
+  remote.publish([
+    row('serfHealth', 'passing'),
+    row('disk', 'warning', '91% used'),
+    row('db', 'passing', '', 'db'),
+  ]);
+  t.is(await reported('Aliased check "disk" failing: 91% used'), 'warning');
+
+  // A critical check wins over warnings seen before and after it.
+  remote.publish([
+    row('disk', 'warning', '91% used'),
+    row('serfHealth', 'critical', 'unreachable'),
+    row('mem', 'warning'),
+  ]);
+  t.is(await reported('Aliased check "serfHealth" failing: unreachable'), 'critical');
+
+  remote.publish([row('serfHealth', 'passing'), row('disk', 'passing')]);
+  t.is(await reported('All checks passing.'), 'passing');
+});
+
+test('alias of a node: one without node-level checks passes, an unknown node is critical', async (t) => {
+  const remote = remoteCatalog([row('db', 'passing', '', 'db')]);
+  const { runners, reported } = await aliasOf({ name: 'n2-alias', alias_node: 'n2' }, remote.catalog);
+  t.teardown(() => runners.stop());
+  t.is(await reported('No checks found.'), 'passing');
+
+  remote.publish([], false);
+  t.is(await reported('Service  could not be found on node n2'), 'critical');
+
+  remote.publish([row('serfHealth', 'passing')]);
+  t.is(await reported('All checks passing.'), 'passing');
+});
+
+test('alias of its own node leaves itself out of what it aggregates', async (t) => {
+  // The catalog holds the alias check itself (a node-level check of n1, critical until it reports).
+  const remote = remoteCatalog([row('n1-alias', 'critical'), row('serfHealth', 'passing')]);
+  const { runners, reported } = await aliasOf({ name: 'n1-alias', alias_node: 'n1' }, remote.catalog);
+  t.teardown(() => runners.stop());
+  t.is(await reported('All checks passing.'), 'passing');
+});

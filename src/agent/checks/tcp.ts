@@ -38,9 +38,13 @@ export function tcpProbe(cfg: TcpCheckConfig): Probe {
               : net.isIP(target.host) === 0 && { servername: target.host }),
           })
         : net.connect({ host: target.host, port: target.port });
-      const finish = (r: CheckResult): void => {
+      const finish = (r: CheckResult, flush = false): void => {
         signal.removeEventListener('abort', onAbort);
-        sock.destroy();
+        // At 'secureConnect' the client's last handshake message (TLS 1.3's Finished) may still be
+        // queued: ending flushes it and a close_notify first, as Go's Close does. Destroying at once
+        // would leave the server with a failed handshake on every run.
+        if (flush) sock.end(() => sock.destroy());
+        else sock.destroy();
         resolve(r);
       };
       const onAbort = (): void =>
@@ -48,7 +52,7 @@ export function tcpProbe(cfg: TcpCheckConfig): Probe {
       if (signal.aborted) return onAbort();
       signal.addEventListener('abort', onAbort, { once: true });
       sock.once(cfg.useTls ? 'secureConnect' : 'connect', () =>
-        finish({ status: 'passing', output: `${label} connect ${cfg.address}: Success` }),
+        finish({ status: 'passing', output: `${label} connect ${cfg.address}: Success` }, cfg.useTls),
       );
       sock.once('error', (err) => {
         const reason = socketReason(err, target.host);

@@ -393,7 +393,9 @@ function toCheck(
     Interval: interval > 0 ? formatGoDuration(interval) : '',
     Timeout: timeout > 0 ? formatGoDuration(timeout) : '',
     outputMaxSize: c.OutputMaxSize && c.OutputMaxSize > 0 ? c.OutputMaxSize : DEFAULT_OUTPUT_MAX_SIZE,
-    Definition: definitionOf(c),
+    // Consul defaults H2PingUseTLS to true (its register endpoint decodes onto `H2PingUseTLS: true`);
+    // a false is dropped from the definition like every false, so the runner reads it as absent.
+    Definition: definitionOf(c.H2PING ? { ...c, H2PingUseTLS: c.H2PingUseTLS ?? true } : c),
   };
 }
 
