@@ -1,0 +1,48 @@
+/**
+ * SIGHUP through a real agent process: changed configuration files are applied (a new service, a
+ * changed one, one removed), and a broken file is logged and changes nothing.
+ */
+
+import { mkdir, mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import { startAgent, waitFor, waitLeader } from '../support/agent-process.ts';
+
+async function services(http: string): Promise<Record<string, number>> {
+  const r = await fetch(`${http}/v1/agent/services`);
+  const body = (await r.json()) as Record<string, { Port: number }>;
+  return Object.fromEntries(Object.entries(body).map(([id, s]) => [id, s.Port]));
+}
+
+test('SIGHUP applies changed config files; a broken one is logged and changes nothing', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'meshd-hup-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const conf = join(dir, 'conf');
+  await mkdir(conf);
+  await writeFile(join(conf, 'web.json'), JSON.stringify({ service: { name: 'web', port: 80 } }));
+  await writeFile(join(conf, 'old.json'), JSON.stringify({ service: { name: 'old', port: 1 } }));
+  const a = await startAgent(['-dev', `-config-dir=${conf}`], { host: '127.0.0.71' });
+  t.teardown(() => a.stop('SIGKILL'));
+  await waitLeader(a);
+  t.deepEqual(await services(a.http), { web: 80, old: 1 });
+  const pid = a.child.pid as number;
+
+  await writeFile(join(conf, 'web.json'), JSON.stringify({ service: { name: 'web', port: 8080 } }));
+  await writeFile(join(conf, 'api.json'), JSON.stringify({ services: [{ name: 'api', port: 9090 }] }));
+  await unlink(join(conf, 'old.json'));
+  process.kill(pid, 'SIGHUP');
+  await waitFor('the reload to apply', async () => {
+    const s = await services(a.http);
+    return s.web === 8080 && s.api === 9090 && s.old === undefined;
+  });
+  t.regex(a.logs(), /reloaded on SIGHUP/);
+
+  await writeFile(join(conf, 'api.json'), '{"services": [{"name": "api", "port": ');
+  await writeFile(join(conf, 'web.json'), JSON.stringify({ service: { name: 'web', port: 1234 } }));
+  process.kill(pid, 'SIGHUP');
+  await waitFor('the failed reload to be logged', () => /reload on SIGHUP failed/.test(a.logs()));
+  t.deepEqual(await services(a.http), { web: 8080, api: 9090 }, 'nothing of the broken reload applied');
+  t.is(a.child.exitCode, null, 'the agent is still up');
+  t.is(await a.stop('SIGTERM'), 0);
+});
