@@ -94,7 +94,11 @@ export async function runAgent(argv: string[]): Promise<number> {
       const { startDnsServer } = await import('../api/dns/index.ts');
       const dns = await startDnsServer({ catalog: agent.catalog, config, logger });
       dnsAddresses = dns.addresses;
-      agent.onStop(() => dns.close());
+      const stopReloads = agent.local.onReload((next) => dns.reconfigure(next));
+      agent.onStop(() => {
+        stopReloads();
+        return dns.close();
+      });
     } catch (err) {
       console.error(`meshd agent: cannot listen for DNS: ${(err as Error).message}`);
       await agent.stop();

@@ -7,7 +7,9 @@ import { mkdir, mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import { startAgent, waitFor, waitLeader } from '../support/agent-process.ts';
+import dnsPacket from 'dns-packet';
+import { exchangeUdp } from '../../src/api/dns/recursor.ts';
+import { freePort, startAgent, waitFor, waitLeader } from '../support/agent-process.ts';
 
 async function services(http: string): Promise<Record<string, number>> {
   const r = await fetch(`${http}/v1/agent/services`);
@@ -45,4 +47,36 @@ test('SIGHUP applies changed config files; a broken one is logged and changes no
   t.deepEqual(await services(a.http), { web: 8080, api: 9090 }, 'nothing of the broken reload applied');
   t.is(a.child.exitCode, null, 'the agent is still up');
   t.is(await a.stop('SIGTERM'), 0);
+});
+
+test('SIGHUP applies dns_config: only_passing drops a warning instance from the next answer', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'meshd-hup-dns-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const conf = join(dir, 'conf');
+  await mkdir(conf);
+  await writeFile(
+    join(conf, 'web.json'),
+    JSON.stringify({ service: { name: 'web', port: 80, check: { ttl: '10m', status: 'warning' } } }),
+  );
+  const host = '127.0.0.72';
+  const dnsPort = await freePort(host);
+  const a = await startAgent(['-dev', `-config-dir=${conf}`, `-dns-port=${dnsPort}`], { host });
+  t.teardown(() => a.stop('SIGKILL'));
+  await waitLeader(a);
+  const ask = async () =>
+    dnsPacket.decode(
+      await exchangeUdp(
+        dnsPacket.encode({ type: 'query', id: 7, questions: [{ type: 'A', name: 'web.service.consul' }] }),
+        { host, port: dnsPort },
+        2_000,
+      ),
+    );
+  await waitFor('web in DNS', async () => ((await ask()).answers ?? []).length === 1);
+
+  await writeFile(join(conf, 'dns.json'), JSON.stringify({ dns_config: { only_passing: true } }));
+  process.kill(a.child.pid as number, 'SIGHUP');
+  await waitFor('the reload', () => /reloaded on SIGHUP/.test(a.logs()));
+  const after = await ask();
+  t.is((after as unknown as { rcode: string }).rcode, 'NXDOMAIN');
+  t.deepEqual(after.answers ?? [], []);
 });

@@ -6,7 +6,7 @@
 import test from 'ava';
 import { ResponseCache } from '../../src/api/dns/response-cache.ts';
 import { MemoryCatalog } from '../support/memory-catalog.ts';
-import { ask, datas, query, readReply, register, responderFor } from './helpers.ts';
+import { ask, baseConfig, datas, query, readReply, register, responderFor } from './helpers.ts';
 
 /** A response: the query's ID, then `body` (what differs between variants). */
 function response(id: number, body: string): Buffer {
@@ -160,4 +160,26 @@ test('through the responder: answers over TCP, from a recursor or SERVFAIL are n
   for (let i = 0; i < 10; i++)
     t.is((await ask(failing.responder, 'web.service.consul', 'A')).rcode, 'SERVFAIL');
   t.is(failing.responder.cached(query('web.service.consul', 'A')), undefined);
+});
+
+test('through the responder: a reloaded configuration applies to the very next query, cached or not', async (t) => {
+  const cat = new MemoryCatalog();
+  register(cat, { node: 'm1', address: '10.1.0.1', service: 'web', id: 'web1', status: 'passing' });
+  register(cat, { node: 'm2', address: '10.1.0.2', service: 'web', id: 'web2', status: 'warning' });
+  const { responder, cache } = responderFor(cat, {}, { version: () => cache.version, now: () => 10_000 });
+  t.teardown(() => cache.close());
+  const q = query('web.service.consul', 'A');
+  for (let i = 0; i < 10; i++) await ask(responder, 'web.service.consul', 'A');
+  const warm = responder.cached(q);
+  t.truthy(warm);
+  t.is(readReply(warm as Buffer).answers.length, 2, 'warning instances count unless only_passing');
+  t.is((readReply(warm as Buffer).answers[0] as { ttl?: number }).ttl, 0);
+
+  responder.reconfigure({ ...baseConfig, onlyPassing: true, serviceTtlMs: { '*': 30_000 } });
+  t.is(responder.cached(q), undefined, 'nothing computed under the old configuration is served');
+  const next = await ask(responder, 'web.service.consul', 'A');
+  t.deepEqual(datas(next.answers), ['"10.1.0.1"']);
+  t.is((next.answers[0] as { ttl?: number }).ttl, 30);
+  for (let i = 0; i < 10; i++) await ask(responder, 'web.service.consul', 'A');
+  t.deepEqual(datas(readReply(responder.cached(q) as Buffer).answers), ['"10.1.0.1"'], 'then cached anew');
 });

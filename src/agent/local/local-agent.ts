@@ -5,8 +5,9 @@
  *
  * Reload (`PUT /v1/agent/reload`, SIGHUP) re-runs the config loader with the same arguments and
  * applies what can change without a restart, as Consul does for its reloadable subset: the
- * config-defined services and checks (added, updated, removed; API-registered ones kept) and the
- * log level. Everything is validated before anything changes: a bad config is a
+ * config-defined services and checks (added, updated, removed; API-registered ones kept), the
+ * log level, and whatever listens through {@link LocalAgent.onReload} (the DNS server's
+ * `dns_config` and `recursors`). Everything is validated before anything changes: a bad config is a
  * {@link ConfigError} and leaves the agent as it was. Other settings (ports, addresses, node name,
  * ...) need a restart; they are ignored on reload.
  */
@@ -129,6 +130,7 @@ export class LocalAgent {
   readonly #file: LocalStateFile | undefined;
   readonly #antiEntropy: AntiEntropy;
   #reloading: Promise<void> = Promise.resolve();
+  readonly #reloadListeners = new Set<(config: ResolvedConfig) => void>();
 
   constructor(init: LocalAgentInit) {
     this.#init = init;
@@ -285,6 +287,15 @@ export class LocalAgent {
     return this.#init.leave(opts);
   }
 
+  /**
+   * Calls `listener` with each configuration a reload applied (the DNS server takes its
+   * `dns_config` and `recursors` from it). Returns the function that stops that.
+   */
+  onReload(listener: (config: ResolvedConfig) => void): () => void {
+    this.#reloadListeners.add(listener);
+    return () => this.#reloadListeners.delete(listener);
+  }
+
   /** Reloads the config-defined services and checks and the log level; one reload at a time. */
   reload(): Promise<void> {
     const run = this.#reloading.then(() => this.#reload());
@@ -308,6 +319,13 @@ export class LocalAgent {
     // Children made before keep their level (pino); new ones and the root follow.
     this.#init.logger.level = config.logLevel;
     this.#logger.level = config.logLevel;
+    for (const listener of this.#reloadListeners) {
+      try {
+        listener(config);
+      } catch (err) {
+        this.#logger.error({ err: (err as Error).message }, 'applying a reloaded configuration failed');
+      }
+    }
     this.#logger.info(
       { services: services.length, checks: checks.length, logLevel: config.logLevel },
       'configuration reloaded',

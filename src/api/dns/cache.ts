@@ -45,8 +45,8 @@ const RETRY_CAP_MS = 60_000;
 export class CatalogCache {
   readonly #backend: Pick<CatalogBackend, 'read'>;
   readonly #logger: Logger;
-  readonly #consistency: Consistency;
-  readonly #maxStaleMs: number;
+  #consistency: Consistency;
+  #maxStaleMs: number;
   readonly #idleMs: number;
   readonly #maxEntries: number;
   readonly #waitMs: number;
@@ -72,6 +72,11 @@ export class CatalogCache {
     this.#now = init.now ?? Date.now;
     this.#sweep = setInterval(() => this.#dropIdle(), Math.max(1_000, this.#idleMs / 2));
     this.#sweep.unref();
+  }
+  /** `allow_stale`/`max_stale` changed by a reload: the reads from now on use them. */
+  setStale(allowStale: boolean, maxStaleMs: number): void {
+    this.#consistency = allowStale ? 'stale' : 'default';
+    this.#maxStaleMs = maxStaleMs;
   }
 
   get size(): number {

@@ -9,7 +9,7 @@ import type { CatalogBackend } from '../../agent/backend.ts';
 import type { ResolvedConfig } from '../../agent/config/load.ts';
 import { CatalogCache } from './cache.ts';
 import { parseRecursor } from './recursor.ts';
-import { type DnsData, DnsResponder } from './responder.ts';
+import { type DnsData, DnsResponder, type DnsResponderConfig } from './responder.ts';
 import { type DnsStats, listenDns } from './server.ts';
 
 export type { DnsStats } from './server.ts';
@@ -33,6 +33,11 @@ export interface DnsServer {
   addresses: string[];
   /** cacheHits/cacheMisses: the agent cache's; cachedAnswers: UDP answers copied from the response cache. */
   stats: DnsStats & { cacheHits: number; cacheMisses: number; cachedAnswers: number };
+  /**
+   * Applies a reloaded configuration's `dns_config` and `recursors` (Consul reloads these too).
+   * The addresses, port, `domain`, `alt_domain` and datacenter need a restart.
+   */
+  reconfigure(config: DnsConfig): void;
   close(): Promise<void>;
 }
 
@@ -59,24 +64,23 @@ export async function startDnsServer(opts: StartDnsServerOptions): Promise<DnsSe
     allowStale: config.dns.allowStale,
     maxStaleMs: config.dns.maxStaleMs,
   });
-  const responder = new DnsResponder(
-    {
-      domain: config.domain,
-      altDomain: config.altDomain,
-      datacenter: config.datacenter,
-      recursors: config.recursors.map(parseRecursor),
-      nodeTtlMs: config.dns.nodeTtlMs,
-      serviceTtlMs: config.dns.serviceTtlMs,
-      onlyPassing: config.dns.onlyPassing,
-      udpAnswerLimit: config.dns.udpAnswerLimit,
-      enableTruncate: config.dns.enableTruncate,
-    },
-    {
-      data: cachedData(cache),
-      rng: opts.rng,
-      version: () => cache.version,
-    },
-  );
+  const responderConfig = (c: DnsConfig): DnsResponderConfig => ({
+    // The domains and the datacenter are the ones the server started with (Consul's too).
+    domain: config.domain,
+    altDomain: config.altDomain,
+    datacenter: config.datacenter,
+    recursors: c.recursors.map(parseRecursor),
+    nodeTtlMs: c.dns.nodeTtlMs,
+    serviceTtlMs: c.dns.serviceTtlMs,
+    onlyPassing: c.dns.onlyPassing,
+    udpAnswerLimit: c.dns.udpAnswerLimit,
+    enableTruncate: c.dns.enableTruncate,
+  });
+  const responder = new DnsResponder(responderConfig(config), {
+    data: cachedData(cache),
+    rng: opts.rng,
+    version: () => cache.version,
+  });
   let listeners: Awaited<ReturnType<typeof listenDns>>;
   try {
     listeners = await listenDns({
@@ -100,6 +104,10 @@ export async function startDnsServer(opts: StartDnsServerOptions): Promise<DnsSe
   return {
     addresses: listeners.addresses,
     stats,
+    reconfigure(next) {
+      cache.setStale(next.dns.allowStale, next.dns.maxStaleMs);
+      responder.reconfigure(responderConfig(next));
+    },
     async close() {
       cache.close();
       await listeners.close();

@@ -105,12 +105,14 @@ const MAX_BUILT_PER_ROWS = 64;
 const nxdomain = (): LookupResult => ({ rcode: RCODE.NXDOMAIN, answers: [], additionals: [], soa: true });
 
 export class DnsResponder {
-  readonly #cfg: DnsResponderConfig;
+  #cfg: DnsResponderConfig;
   readonly #data: DnsData;
   readonly #rng: () => number;
   readonly #now: () => number;
   readonly #forward: typeof forward;
-  readonly #built = new WeakMap<ServiceInstance[], Map<string, BuiltRecords>>();
+  #built = new WeakMap<ServiceInstance[], Map<string, BuiltRecords>>();
+  /** Bumped by {@link reconfigure}: part of the version responses are cached under. */
+  #configEpoch = 0;
   readonly #version: () => number;
   readonly #responses: ResponseCache | undefined;
 
@@ -120,9 +122,22 @@ export class DnsResponder {
     this.#rng = deps.rng ?? Math.random;
     this.#now = deps.now ?? Date.now;
     this.#forward = deps.forward ?? forward;
-    this.#version = deps.version ?? (() => 0);
+    const dataVersion = deps.version ?? (() => 0);
+    // The data's version counts single changes; a configuration epoch above any it will reach.
+    this.#version = () => dataVersion() + this.#configEpoch * 2 ** 40;
     this.#responses =
-      deps.version === undefined ? undefined : new ResponseCache({ version: deps.version, now: this.#now });
+      deps.version === undefined ? undefined : new ResponseCache({ version: this.#version, now: this.#now });
+  }
+
+  /**
+   * A reloaded configuration (Consul's `DNSServer.ReloadConfig`): answers from now on follow it,
+   * and nothing computed under the previous one is served again.
+   */
+  reconfigure(cfg: DnsResponderConfig): void {
+    this.#cfg = cfg;
+    this.#configEpoch++;
+    this.#built = new WeakMap();
+    this.#responses?.clear();
   }
 
   /** Response-cache hits so far. */
