@@ -106,3 +106,18 @@ test('a failed first fetch rejects and the next question tries again', async (t)
   await t.throwsAsync(cache.get('health.service', { service: 'web' }), { message: 'no leader' });
   t.is((await cache.get('health.service', { service: 'web' })).length, 1);
 });
+
+test('allow_stale false reads through the leader; a reload switches the reads that follow', async (t) => {
+  const cat = new CountingCatalog();
+  register(cat, { node: 'n1', address: '10.0.0.1', service: 'web', status: 'passing' });
+  register(cat, { node: 'n2', address: '10.0.0.2', service: 'api', status: 'passing' });
+  const cache = new CatalogCache(cat, silentLogger(), { allowStale: false });
+  t.teardown(() => cache.close());
+  await cache.get('health.service', { service: 'web' });
+  t.is(cat.reads[0].consistency, 'default');
+  cache.setStale(true, 2_000);
+  await cache.get('health.service', { service: 'api' });
+  const last = cat.reads.at(-1);
+  t.is(last?.consistency, 'stale');
+  t.is(last?.maxStaleMs, 2_000);
+});
