@@ -125,17 +125,11 @@ export class AgentMetrics {
     }
     const { gossip } = sources;
     if (gossip) {
-      this.#dotted.set(promName('meshd.gossip'), 'meshd.gossip');
-      new Gauge({
-        name: promName('meshd.gossip'),
-        help: 'Gossip membership counters since start (probes, acks, suspects, dropped.<cause>, ...) and gauges (members, connections, ...), by stat.',
-        labelNames: ['stat'],
-        registers: [this.registry],
-        collect() {
-          this.reset();
-          for (const [stat, v] of Object.entries(gossip())) this.set({ stat }, v);
-        },
-      });
+      this.#statGauge(
+        'meshd.gossip',
+        'Gossip membership counters since start (probes, acks, suspects, dropped.<cause>, ...) and gauges (members, connections, ...), by stat.',
+        gossip,
+      );
     }
     this.#dotted.set(promName('consul.api.http.requests'), 'consul.api.http.requests');
     this.#http = new Counter({
@@ -143,6 +137,31 @@ export class AgentMetrics {
       help: 'HTTP API requests answered, by method and status code.',
       labelNames: ['method', 'code'],
       registers: [this.registry],
+    });
+  }
+
+  /**
+   * The DNS server's counters since start (`meshd.dns`, by stat: queries, malformed, formerr,
+   * notimp, dropped, agent-cache hits and misses, answers from the response cache). Added once the
+   * DNS server listens, which is after the agent starts.
+   */
+  addDnsStats(read: () => Record<string, number>): void {
+    if (this.#dotted.has(promName('meshd.dns'))) return;
+    this.#statGauge('meshd.dns', 'DNS server counters since start, by stat.', read);
+  }
+
+  /** One gauge with a `stat` label, one series per key of what `read` returns at scrape time. */
+  #statGauge(name: string, help: string, read: () => Record<string, number>): void {
+    this.#dotted.set(promName(name), name);
+    new Gauge({
+      name: promName(name),
+      help,
+      labelNames: ['stat'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [stat, v] of Object.entries(read())) this.set({ stat }, v);
+      },
     });
   }
 

@@ -95,6 +95,7 @@ export async function runAgent(argv: string[]): Promise<number> {
       const dns = await startDnsServer({ catalog: agent.catalog, config, logger });
       dnsAddresses = dns.addresses;
       const stopReloads = agent.local.onReload((next) => dns.reconfigure(next));
+      agent.local.metrics.addDnsStats(() => ({ ...dns.stats }));
       agent.onStop(() => {
         stopReloads();
         return dns.close();

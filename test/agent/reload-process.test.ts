@@ -3,6 +3,7 @@
  * changed one, one removed), and a broken file is logged and changes nothing.
  */
 
+import { createSocket } from 'node:dgram';
 import { mkdir, mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,4 +80,18 @@ test('SIGHUP applies dns_config: only_passing drops a warning instance from the 
   const after = await ask();
   t.is((after as unknown as { rcode: string }).rcode, 'NXDOMAIN');
   t.deepEqual(after.answers ?? [], []);
+
+  // The DNS server's counters are in the agent's metrics; a garbage packet counts as malformed.
+  const dnsStat = async (stat: string): Promise<number> => {
+    const m = (await (await fetch(`${a.http}/v1/agent/metrics`)).json()) as {
+      Gauges: { Name: string; Value: number; Labels: Record<string, string> }[];
+    };
+    return m.Gauges.find((g) => g.Name === 'meshd.dns' && g.Labels.stat === stat)?.Value ?? -1;
+  };
+  t.true((await dnsStat('queries')) >= 2);
+  const before = await dnsStat('malformed');
+  const sock = createSocket('udp4');
+  t.teardown(() => sock.close());
+  sock.send(Buffer.from([1, 2, 3]), dnsPort, host);
+  await waitFor('the runt counted', async () => (await dnsStat('malformed')) === before + 1);
 });
