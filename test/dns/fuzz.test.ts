@@ -23,6 +23,23 @@ function udpTest(title: string, run: (t: ExecutionContext, udpIo: 'dgram' | 'bat
   else test.skip(`${title} (batch: ${loadUdpBatchError()})`, (t) => run(t, 'batch'));
 }
 
+/** Listeners on 127.0.0.1 over `udpIo`, and a UDP client socket collecting what comes back. */
+async function listening(t: ExecutionContext, udpIo: 'dgram' | 'batch') {
+  const { respond, cache } = setup();
+  const dns = await listenDns({ hosts: ['127.0.0.1'], port: 0, respond, logger: silentLogger(), udpIo });
+  t.teardown(async () => {
+    cache.close();
+    await dns.close();
+  });
+  t.is(dns.udpIo.kind, udpIo);
+  const port = Number(dns.addresses[0].split(':')[1]);
+  const udp = createSocket('udp4');
+  t.teardown(() => udp.close());
+  const replies: Buffer[] = [];
+  udp.on('message', (m) => replies.push(m));
+  return { dns, port, udp, replies };
+}
+
 const newStats = (): DnsStats => ({ queries: 0, malformed: 0, formerr: 0, notimp: 0, dropped: 0 });
 
 function setup() {
@@ -130,18 +147,7 @@ async function asBuffer(p: Promise<Buffer | undefined>): Promise<Buffer> {
 udpTest(
   'the UDP and TCP listeners survive garbage and keep answering on the same socket',
   async (t, udpIo) => {
-    const { respond, cache } = setup();
-    const dns = await listenDns({ hosts: ['127.0.0.1'], port: 0, respond, logger: silentLogger(), udpIo });
-    t.is(dns.udpIo.kind, udpIo);
-    t.teardown(async () => {
-      cache.close();
-      await dns.close();
-    });
-    const port = Number(dns.addresses[0].split(':')[1]);
-    const udp = createSocket('udp4');
-    t.teardown(() => udp.close());
-    const replies: Buffer[] = [];
-    udp.on('message', (m) => replies.push(m));
+    const { dns, port, udp, replies } = await listening(t, udpIo);
     const garbage = fc.sample(fc.uint8Array({ minLength: 0, maxLength: 300 }), { numRuns: 200, seed: 7 });
     for (const g of garbage) udp.send(Buffer.from(g), port, '127.0.0.1');
     udp.send(query('web.service.consul', 'A', { id: 777 }), port, '127.0.0.1');
@@ -186,17 +192,7 @@ udpTest(
 udpTest(
   'a UDP query longer than MAX_UDP_QUERY gets FORMERR; one posing as a response is dropped',
   async (t, udpIo) => {
-    const { respond, cache } = setup();
-    const dns = await listenDns({ hosts: ['127.0.0.1'], port: 0, respond, logger: silentLogger(), udpIo });
-    t.teardown(async () => {
-      cache.close();
-      await dns.close();
-    });
-    const port = Number(dns.addresses[0].split(':')[1]);
-    const udp = createSocket('udp4');
-    t.teardown(() => udp.close());
-    const replies: Buffer[] = [];
-    udp.on('message', (m) => replies.push(m));
+    const { dns, port, udp, replies } = await listening(t, udpIo);
     // A valid query padded past the limit, and the same with the QR bit set.
     const long = Buffer.concat([query('web.service.consul', 'A', { id: 4242 }), Buffer.alloc(MAX_UDP_QUERY)]);
     const response = Buffer.from(long);
