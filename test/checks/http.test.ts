@@ -2,9 +2,9 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import test from 'ava';
-import { HttpAgents, type HttpCheckConfig, httpProbe } from '../../src/agent/checks/http.ts';
+import { HttpAgents, httpProbe } from '../../src/agent/checks/http.ts';
 import { freePort } from '../support/agent-process.ts';
-import { never } from './support.ts';
+import { httpConfig, never } from './support.ts';
 
 interface Seen {
   method: string;
@@ -65,18 +65,6 @@ async function server(): Promise<{
   };
 }
 
-const cfg = (url: string, over: Partial<HttpCheckConfig> = {}): HttpCheckConfig => ({
-  url,
-  method: '',
-  header: {},
-  body: '',
-  disableRedirects: false,
-  tlsServerName: '',
-  tlsSkipVerify: false,
-  outputMaxSize: 4096,
-  ...over,
-});
-
 test("2xx is passing, 429 warning, 500 critical, with Consul's output line", async (t) => {
   const srv = await server();
   const agents = new HttpAgents();
@@ -84,15 +72,15 @@ test("2xx is passing, 429 warning, 500 critical, with Consul's output line", asy
     agents.destroy();
     await srv.close();
   });
-  t.deepEqual(await httpProbe(cfg(`${srv.base}/ok`), agents)(never()), {
+  t.deepEqual(await httpProbe(httpConfig(`${srv.base}/ok`), agents)(never()), {
     status: 'passing',
     output: `HTTP GET ${srv.base}/ok: 200 OK Output: fine`,
   });
-  t.deepEqual(await httpProbe(cfg(`${srv.base}/busy`), agents)(never()), {
+  t.deepEqual(await httpProbe(httpConfig(`${srv.base}/busy`), agents)(never()), {
     status: 'warning',
     output: `HTTP GET ${srv.base}/busy: 429 Too Many Requests Output: slow down`,
   });
-  t.deepEqual(await httpProbe(cfg(`${srv.base}/broken`), agents)(never()), {
+  t.deepEqual(await httpProbe(httpConfig(`${srv.base}/broken`), agents)(never()), {
     status: 'critical',
     output: `HTTP GET ${srv.base}/broken: 500 Internal Server Error Output: oops`,
   });
@@ -106,7 +94,7 @@ test("method, headers and body are sent; User-Agent and Accept default as Consul
     await srv.close();
   });
   const r = await httpProbe(
-    cfg(`${srv.base}/ok`, { method: 'POST', header: { 'X-Token': ['abc'] }, body: '{"ping":1}' }),
+    httpConfig(`${srv.base}/ok`, { method: 'POST', header: { 'X-Token': ['abc'] }, body: '{"ping":1}' }),
     agents,
   )(never());
   t.is(r.status, 'passing');
@@ -118,7 +106,7 @@ test("method, headers and body are sent; User-Agent and Accept default as Consul
   t.is(req.headers['user-agent'], 'Consul Health Check');
   t.is(req.headers.accept, 'text/plain, text/*, */*');
 
-  await httpProbe(cfg(`${srv.base}/ok`, { header: { 'User-Agent': ['mine'] } }), agents)(never());
+  await httpProbe(httpConfig(`${srv.base}/ok`, { header: { 'User-Agent': ['mine'] } }), agents)(never());
   t.is(srv.seen[1].headers['user-agent'], 'mine');
 });
 
@@ -129,7 +117,7 @@ test('the output keeps the last OutputMaxSize bytes of the body', async (t) => {
     agents.destroy();
     await srv.close();
   });
-  const r = await httpProbe(cfg(`${srv.base}/big`, { outputMaxSize: 12 }), agents)(never());
+  const r = await httpProbe(httpConfig(`${srv.base}/big`, { outputMaxSize: 12 }), agents)(never());
   t.is(r.output, `HTTP GET ${srv.base}/big: 200 OK Output: aazzzzzzzzzz`);
 });
 
@@ -140,10 +128,10 @@ test('redirects are followed unless DisableRedirects', async (t) => {
     agents.destroy();
     await srv.close();
   });
-  const followed = await httpProbe(cfg(`${srv.base}/moved`), agents)(never());
+  const followed = await httpProbe(httpConfig(`${srv.base}/moved`), agents)(never());
   t.is(followed.status, 'passing');
   t.is(followed.output, `HTTP GET ${srv.base}/moved: 200 OK Output: fine`);
-  const kept = await httpProbe(cfg(`${srv.base}/moved`, { disableRedirects: true }), agents)(never());
+  const kept = await httpProbe(httpConfig(`${srv.base}/moved`, { disableRedirects: true }), agents)(never());
   t.is(kept.status, 'critical');
   t.true(kept.output.startsWith(`HTTP GET ${srv.base}/moved: 302 Found`));
 });
@@ -156,7 +144,7 @@ test('a server that does not answer before the deadline is critical', async (t) 
     await srv.close();
   });
   const deadline = new AbortController();
-  const run = httpProbe(cfg(`${srv.base}/slow`), agents)(deadline.signal);
+  const run = httpProbe(httpConfig(`${srv.base}/slow`), agents)(deadline.signal);
   await srv.hung; // the request reached the server, which holds it
   deadline.abort();
   t.deepEqual(await run, {
@@ -169,7 +157,7 @@ test('a closed port is critical with the dial error', async (t) => {
   const port = await freePort();
   const agents = new HttpAgents();
   t.teardown(() => agents.destroy());
-  const r = await httpProbe(cfg(`http://127.0.0.1:${port}/`), agents)(never());
+  const r = await httpProbe(httpConfig(`http://127.0.0.1:${port}/`), agents)(never());
   t.is(r.status, 'critical');
   t.is(r.output, `Get "http://127.0.0.1:${port}/": dial tcp 127.0.0.1:${port}: connect: connection refused`);
 });
@@ -177,9 +165,9 @@ test('a closed port is critical with the dial error', async (t) => {
 test('a bad URL or scheme is critical, not a crash', async (t) => {
   const agents = new HttpAgents();
   t.teardown(() => agents.destroy());
-  t.is((await httpProbe(cfg('not a url'), agents)(never())).status, 'critical');
+  t.is((await httpProbe(httpConfig('not a url'), agents)(never())).status, 'critical');
   t.regex(
-    (await httpProbe(cfg('ftp://127.0.0.1/'), agents)(never())).output,
+    (await httpProbe(httpConfig('ftp://127.0.0.1/'), agents)(never())).output,
     /unsupported protocol scheme "ftp"/,
   );
 });
@@ -191,7 +179,7 @@ test('runs reuse kept-alive connections', async (t) => {
     agents.destroy();
     await srv.close();
   });
-  const probe = httpProbe(cfg(`${srv.base}/ok`), agents);
+  const probe = httpProbe(httpConfig(`${srv.base}/ok`), agents);
   for (let i = 0; i < 5; i++) t.is((await probe(never())).status, 'passing');
   t.is(srv.seen.length, 5);
   t.is(srv.connections(), 1);

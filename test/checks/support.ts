@@ -4,6 +4,7 @@
  */
 
 import type { CommandInput, WriteReply } from '../../src/agent/backend.ts';
+import type { HttpCheckConfig } from '../../src/agent/checks/http.ts';
 import type { Clock, LocalState } from '../../src/agent/local/state.ts';
 import { silentLogger } from '../../src/agent/logger.ts';
 import type { NodeInput } from '../../src/catalog/types.ts';
@@ -42,3 +43,16 @@ export function aborted(): AbortSignal {
   c.abort();
   return c.signal;
 }
+
+/** An HTTP check's configuration for `url`: Consul's defaults, then `over`. */
+export const httpConfig = (url: string, over: Partial<HttpCheckConfig> = {}): HttpCheckConfig => ({
+  url,
+  method: '',
+  header: {},
+  body: '',
+  disableRedirects: false,
+  tlsServerName: '',
+  tlsSkipVerify: false,
+  outputMaxSize: 4096,
+  ...over,
+});

@@ -12,13 +12,13 @@ import test, { type ExecutionContext } from 'ava';
 import { CheckRunners } from '../../src/agent/checks/check-runners.ts';
 import { type GrpcCheckConfig, grpcProbe } from '../../src/agent/checks/grpc.ts';
 import { type H2PingCheckConfig, h2pingProbe } from '../../src/agent/checks/h2ping.ts';
-import { HttpAgents, type HttpCheckConfig, httpProbe } from '../../src/agent/checks/http.ts';
+import { HttpAgents, httpProbe } from '../../src/agent/checks/http.ts';
 import { type TcpCheckConfig, tcpProbe } from '../../src/agent/checks/tcp.ts';
 import { parseCheckDefinition } from '../../src/agent/local/definitions.ts';
 import type { LocalState } from '../../src/agent/local/state.ts';
 import { silentLogger } from '../../src/agent/logger.ts';
 import { waitFor } from '../support/agent-process.ts';
-import { FakeClock, localState, never } from './support.ts';
+import { FakeClock, httpConfig, localState, never } from './support.ts';
 
 const pem = (name: string): string =>
   readFileSync(new URL(`../fixtures/tls/${name}`, import.meta.url), 'utf8');
@@ -162,18 +162,6 @@ async function grpcServer(
   return { addr: `127.0.0.1:${port}`, calls: () => calls, close: () => server.forceShutdown() };
 }
 
-const httpCfg = (url: string, over: Partial<HttpCheckConfig> = {}): HttpCheckConfig => ({
-  url,
-  method: '',
-  header: {},
-  body: '',
-  disableRedirects: false,
-  tlsServerName: '',
-  tlsSkipVerify: false,
-  outputMaxSize: 4096,
-  ...over,
-});
-
 const tcp = (address: string, over: Partial<TcpCheckConfig> = {}) =>
   tcpProbe({ address, useTls: true, tlsServerName: '', tlsSkipVerify: false, ...over });
 
@@ -202,12 +190,12 @@ test('HTTPS: a self-signed certificate is passing with TLSSkipVerify, critical w
     await srv.close();
   });
   const url = `https://${srv.addr}/ok`;
-  t.deepEqual(await httpProbe(httpCfg(url, { tlsSkipVerify: true }), agents)(never()), {
+  t.deepEqual(await httpProbe(httpConfig(url, { tlsSkipVerify: true }), agents)(never()), {
     status: 'passing',
     output: `HTTP GET ${url}: 200 OK Output: fine`,
   });
   // After the skip-verify check kept its connection alive: that socket must not be reused.
-  const strict = await httpProbe(httpCfg(url), agents)(never());
+  const strict = await httpProbe(httpConfig(url), agents)(never());
   t.is(strict.status, 'critical');
   t.true(strict.output.startsWith(`Get "${url}": self-signed certificate`), strict.output);
   t.is(srv.handshakes(), 1, 'the verifying check did not complete a handshake');
@@ -221,21 +209,48 @@ test('HTTPS: TLSServerName is sent as SNI and the certificate is checked against
     await srv.close();
   });
   const url = `https://${srv.addr}/ok`;
-  t.deepEqual(await httpProbe(httpCfg(url, { tlsServerName: 'meshd.test' }), agents)(never()), {
+  t.deepEqual(await httpProbe(httpConfig(url, { tlsServerName: 'meshd.test' }), agents)(never()), {
     status: 'passing',
     output: `HTTP GET ${url}: 200 OK Output: fine`,
   });
   // After the meshd.test check kept its connection alive: a check naming another server must not reuse it.
-  const other = await httpProbe(httpCfg(url, { tlsServerName: 'other.test' }), agents)(never());
+  const other = await httpProbe(httpConfig(url, { tlsServerName: 'other.test' }), agents)(never());
   t.is(other.status, 'critical');
   t.true(other.output.startsWith(`Get "${url}": Hostname/IP does not match`), other.output);
   t.regex(other.output, /Host: other\.test/);
 
-  const byIp = await httpProbe(httpCfg(url), agents)(never());
+  const byIp = await httpProbe(httpConfig(url), agents)(never());
   t.is(byIp.status, 'critical');
   t.regex(byIp.output, /IP: 127\.0\.0\.1 is not in the cert's list/);
   t.deepEqual(srv.sni, ['meshd.test', 'other.test'], 'no SNI for an IP');
   t.is(srv.handshakes(), 1);
+});
+
+test('HTTPS: runs reuse one kept-alive TLS connection, negotiated as http/1.1 by ALPN', async (t) => {
+  const alpn: (string | false | null)[] = [];
+  let s: https.Server | undefined;
+  const srv = await listen(
+    (sni) => {
+      s = https.createServer({ ...serverTls(SELF_SIGNED, sni), ALPNProtocols: ['http/1.1'] }, (_req, res) =>
+        res.end('fine'),
+      );
+      s.on('secureConnection', (sock: tls.TLSSocket) => alpn.push(sock.alpnProtocol));
+      return s;
+    },
+    () => s?.closeAllConnections(),
+  );
+  const agents = new HttpAgents();
+  t.teardown(async () => {
+    agents.destroy();
+    await srv.close();
+  });
+  const url = `https://${srv.addr}/ok`;
+  const probe = httpProbe(httpConfig(url, { tlsSkipVerify: true }), agents);
+  for (let i = 0; i < 3; i++) {
+    t.deepEqual(await probe(never()), { status: 'passing', output: `HTTP GET ${url}: 200 OK Output: fine` });
+  }
+  t.is(srv.handshakes(), 1);
+  t.deepEqual(alpn, ['http/1.1']);
 });
 
 test('TCPUseTLS: a TLS handshake is passing with TLSSkipVerify and completes on the server too', async (t) => {

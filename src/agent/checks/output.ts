@@ -27,6 +27,10 @@ export class TailBuffer {
 
   /** The bytes kept (at most `max`), decoded as UTF-8. */
   text(): string {
+    if (this.#chunks.length === 1) {
+      const only = this.#chunks[0];
+      return only.toString('utf8', Math.max(0, only.length - this.#max));
+    }
     const all = Buffer.concat(this.#chunks, this.#held);
     return all.subarray(Math.max(0, all.length - this.#max)).toString('utf8');
   }
