@@ -342,7 +342,7 @@ test('alias of a node: one without node-level checks passes, an unknown node is 
   t.is(await reported('No checks found.'), 'passing');
 
   remote.publish([], false);
-  t.is(await reported('Service  could not be found on node n2'), 'critical');
+  t.is(await reported('Node n2 could not be found'), 'critical');
 
   remote.publish([row('serfHealth', 'passing')]);
   t.is(await reported('All checks passing.'), 'passing');

@@ -10,8 +10,10 @@
  *   2^n s up to 1 minute) and reports critical from the second failure.
  *
  * The alias check itself is left out of what it aggregates: a node-level alias check would
- * otherwise see its own (initially critical) status and never recover. A node alias is critical
- * only when the node is unknown (Consul also calls a node without node-level checks critical).
+ * otherwise see its own (initially critical) status and never recover. A node alias of a node
+ * without node-level checks is passing ("No checks found."), as Consul's. Of a node the catalog
+ * does not know it is critical: Consul checks existence only for a service alias and reports such a
+ * node passing, which would hide a mistyped or deregistered node.
  */
 
 import type { Logger } from 'pino';
@@ -57,7 +59,10 @@ export function aggregate(
   if (!serviceFound && !serviceExists()) {
     return {
       status: 'critical',
-      output: `Service ${target.serviceId} could not be found on node ${target.node}`,
+      output:
+        target.serviceId === ''
+          ? `Node ${target.node} could not be found`
+          : `Service ${target.serviceId} could not be found on node ${target.node}`,
     };
   }
   return { status, output };
