@@ -77,6 +77,8 @@ export interface Http1PoolOptions {
   maxIdlePerKey?: number;
   /** An idle socket unused this long is closed. @default 90_000 (Go's `IdleConnTimeout`) */
   idleTimeoutMs?: number;
+  /** The clock idle sockets expire by. @default Date.now */
+  now?: () => number;
 }
 
 /** Response header bytes accepted (status line, headers, and again for trailers). */
@@ -289,20 +291,13 @@ class Exchange {
         case HEAD:
           p = this.#head(b, p);
           break;
-        case LENGTH: {
-          const take = Math.min(this.#remaining, b.length - p);
-          this.#body(b, p, p + take);
-          p += take;
-          this.#remaining -= take;
-          if (this.#remaining === 0) this.#state = DONE;
-          break;
-        }
+        case LENGTH:
         case CHUNK_DATA: {
           const take = Math.min(this.#remaining, b.length - p);
           this.#body(b, p, p + take);
           p += take;
           this.#remaining -= take;
-          if (this.#remaining === 0) this.#state = CHUNK_END;
+          if (this.#remaining === 0) this.#state = this.#state === LENGTH ? DONE : CHUNK_END;
           break;
         }
         case UNTIL_CLOSE:
@@ -521,6 +516,7 @@ class Exchange {
 export class Http1Pool {
   readonly #maxIdle: number;
   readonly #idleMs: number;
+  readonly #now: () => number;
   /** Idle connections per key, the most recently used last. */
   readonly #idle = new Map<string, Conn[]>();
   /** Every open connection, idle or in use. */
@@ -532,6 +528,7 @@ export class Http1Pool {
   constructor(opts: Http1PoolOptions = {}) {
     this.#maxIdle = opts.maxIdlePerKey ?? 256;
     this.#idleMs = opts.idleTimeoutMs ?? 90_000;
+    this.#now = opts.now ?? Date.now;
   }
 
   /**
@@ -596,7 +593,7 @@ export class Http1Pool {
       this.#idle.set(conn.key, list);
     }
     conn.reused = true;
-    conn.expires = Date.now() + Math.min(this.#idleMs, keepAliveMs);
+    conn.expires = this.#now() + Math.min(this.#idleMs, keepAliveMs);
     conn.sock.unref();
     list.push(conn);
     this.#idleCount++;
@@ -620,7 +617,7 @@ export class Http1Pool {
   #take(key: string): Conn | undefined {
     const list = this.#idle.get(key);
     if (list === undefined || list.length === 0) return undefined;
-    const now = Date.now();
+    const now = this.#now();
     while (list.length > 0) {
       const conn = list.pop()!;
       this.#idleCount--;
@@ -634,7 +631,7 @@ export class Http1Pool {
   }
 
   #sweep(): void {
-    const now = Date.now();
+    const now = this.#now();
     for (const [key, list] of this.#idle) {
       const keep: Conn[] = [];
       for (const c of list) {
