@@ -31,6 +31,8 @@ export interface MetricsSources {
   localChecks: () => number;
   /** Consecutive failed pushes of the local state to the catalog. */
   localSyncFailures?: () => number;
+  /** Local services and checks the catalog does not have as the agent has them yet. */
+  localOutOfSync?: () => number;
   /** The gossip membership's counters and gauges (`Membership.stats`), one series per key. */
   gossip?: () => Record<string, number>;
 }
@@ -121,6 +123,13 @@ export class AgentMetrics {
         'consul.agent.local.sync_failures',
         'Consecutive failed pushes of local services and checks to the catalog.',
         sources.localSyncFailures,
+      );
+    }
+    if (sources.localOutOfSync) {
+      gauge(
+        'meshd.agent.local.out_of_sync',
+        'Local services and checks (or their removals) not yet pushed to the catalog.',
+        sources.localOutOfSync,
       );
     }
     const { gossip } = sources;

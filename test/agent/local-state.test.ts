@@ -231,6 +231,7 @@ test('a failing write is retried with backoff until it lands; nothing local is l
   t.is(catalog.commands.length, 0);
   t.is(local.syncFailures, 1);
   t.false(local.inSync);
+  t.is(local.outOfSyncCount, 2, 'the service and its check');
   t.is(local.service('web')?.service.Port, 8080, 'the local state keeps the service');
 
   // Changes during the backoff wait for the retry and go with it.
@@ -269,6 +270,7 @@ test('a refused write is retried, and does not hold back the other entries', asy
     ['web'],
   );
   t.false(local.service('bad')?.inSync);
+  t.is(local.outOfSyncCount, 1, 'only the refused service');
   catalog.refuse = undefined;
   clock.advance(100);
   await local.flush();

@@ -188,6 +188,7 @@ export class LocalAgent {
       localServices: () => this.state.serviceCount,
       localChecks: () => this.state.checkCount,
       localSyncFailures: () => this.state.syncFailures,
+      localOutOfSync: () => this.state.outOfSyncCount,
       ...(init.gossipStats && { gossip: init.gossipStats }),
     });
   }

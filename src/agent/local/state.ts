@@ -212,9 +212,15 @@ export class LocalState extends EventTarget {
 
   /** Whether every entry has reached the catalog. */
   get inSync(): boolean {
-    for (const e of this.#services.values()) if (!e.inSync) return false;
-    for (const e of this.#checks.values()) if (!e.inSync) return false;
-    return true;
+    return this.outOfSyncCount === 0;
+  }
+
+  /** Services and checks (deletions included) not yet in the catalog as this agent has them. */
+  get outOfSyncCount(): number {
+    let n = 0;
+    for (const e of this.#services.values()) if (!e.inSync) n++;
+    for (const e of this.#checks.values()) if (!e.inSync) n++;
+    return n;
   }
 
   /** Consecutive failed sync rounds (0 after a success). */
