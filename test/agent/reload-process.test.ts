@@ -89,6 +89,8 @@ test('SIGHUP applies dns_config: only_passing drops a warning instance from the 
     return m.Gauges.find((g) => g.Name === 'meshd.dns' && g.Labels.stat === stat)?.Value ?? -1;
   };
   t.true((await dnsStat('queries')) >= 2);
+  t.is(await dnsStat('udpSendErrors'), 0, 'exported, and nothing lost on loopback');
+  t.is(await dnsStat('udpSocketErrors'), 0);
   const before = await dnsStat('malformed');
   const sock = createSocket('udp4');
   t.teardown(() => sock.close());

@@ -77,6 +77,29 @@ nativeTest(
   },
 );
 
+nativeTest('an answer the kernel refuses is counted, and the socket goes on answering', async (t) => {
+  let refusedSend: boolean | undefined;
+  const server: BatchUdpSocket = open(t, (q, from) => {
+    if (String(q) === 'to port 0') {
+      // A sockaddr_in with port 0 (bytes 2-3): Linux refuses to send there (EINVAL).
+      const peer = server.peer(from);
+      peer[2] = 0;
+      peer[3] = 0;
+      refusedSend = server.send(Buffer.from('lost'), peer);
+      return undefined;
+    }
+    return Buffer.from(`re:${q}`);
+  });
+  const c = client(t);
+  await bound(c.sock);
+  c.sock.send('to port 0', server.port, '127.0.0.1');
+  c.sock.send('after', server.port, '127.0.0.1');
+  await waitFor('the answer after', () => c.got.length === 1 || undefined);
+  t.false(refusedSend);
+  t.deepEqual(server.sent, { ok: 1, refused: 1 });
+  t.deepEqual(c.got.map(String), ['re:after']);
+});
+
 nativeTest('a datagram longer than a slot arrives cut, and says so', async (t) => {
   const slot = native?.slot ?? 0;
   const seen: Array<{ len: number; cut: boolean }> = [];

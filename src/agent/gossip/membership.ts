@@ -344,12 +344,6 @@ export class Membership {
     }
   }
 
-  /** Changes this agent's tags (Consul does it on reload); spreads with a new incarnation. */
-  setTags(tags: Record<string, string>): void {
-    this.#swim.setMeta(tags, performance.now());
-    this.#flush();
-  }
-
   /** Serf's force-leave: a failed member becomes left (prune: forgotten now). */
   forceLeave(name: string, prune: boolean): boolean {
     const done = this.#swim.forceLeave(name, performance.now(), prune);

@@ -660,13 +660,6 @@ export class LocalState extends EventTarget {
     }
   }
 
-  /** Marks every entry out of sync and pushes them all again. */
-  markAllOutOfSync(): void {
-    for (const e of this.#services.values()) e.inSync = false;
-    for (const e of this.#checks.values()) e.inSync = false;
-    this.#scheduleSync();
-  }
-
   /** Resolves when the sync round under way (if any) ends, successful or not. */
   async flush(): Promise<void> {
     while (this.#syncing) await this.#syncing;

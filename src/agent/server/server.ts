@@ -190,11 +190,6 @@ export class CatalogServer implements CatalogBackend {
     return this.#raftReady;
   }
 
-  /** Whether this server holds Raft state (for discovery: such a server is never bootstrapped again). */
-  get hasRaft(): boolean {
-    return this.#raft !== undefined;
-  }
-
   // ---------------------------------------------------------------------------------------------
   // Writes
 

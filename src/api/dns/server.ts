@@ -33,6 +33,10 @@ export interface DnsStats {
   notimp: number;
   /** Packets dropped without an answer (too short, or responses). */
   dropped: number;
+  /** UDP answers the kernel refused to send (a full send buffer, mostly): lost, as UDP may be. */
+  udpSendErrors: number;
+  /** Errors a batched UDP socket reported to its poll (cleared, and reading went on). */
+  udpSocketErrors: number;
 }
 
 export type Respond = (req: DecodedPacket, raw: Buffer, transport: Transport) => Promise<Buffer>;
@@ -143,7 +147,15 @@ function errorReply(raw: Buffer, rcode: number): Buffer {
 }
 
 export async function listenDns(init: DnsListenInit): Promise<DnsListeners> {
-  const stats: DnsStats = { queries: 0, malformed: 0, formerr: 0, notimp: 0, dropped: 0 };
+  const stats: DnsStats = {
+    queries: 0,
+    malformed: 0,
+    formerr: 0,
+    notimp: 0,
+    dropped: 0,
+    udpSendErrors: 0,
+    udpSocketErrors: 0,
+  };
   const native = init.udpIo === 'dgram' ? undefined : loadUdpBatch();
   if (init.udpIo === 'batch' && native === undefined)
     throw new Error(`batched UDP I/O is not available: ${loadUdpBatchError()}`);
@@ -152,6 +164,15 @@ export async function listenDns(init: DnsListenInit): Promise<DnsListeners> {
       ? { kind: 'batch' }
       : { kind: 'dgram', why: init.udpIo === 'dgram' ? 'asked for' : loadUdpBatchError() };
   const udps: UdpListener[] = [];
+  const batches: BatchUdpSocket[] = [];
+  if (native !== undefined) {
+    // The batch sockets count in their native memory; these read the sum when asked.
+    const sum = (read: (s: BatchUdpSocket) => number): number => batches.reduce((n, s) => n + read(s), 0);
+    Object.defineProperties(stats, {
+      udpSendErrors: { get: () => sum((s) => s.sent.refused), enumerable: true },
+      udpSocketErrors: { get: () => sum((s) => s.socketErrors), enumerable: true },
+    });
+  }
   const tcps: Server[] = [];
   const conns = new Set<Socket>();
   const addresses: string[] = [];
@@ -164,7 +185,10 @@ export async function listenDns(init: DnsListenInit): Promise<DnsListeners> {
   };
   const openUdp = (host: string, port: number): Promise<UdpListener> =>
     native !== undefined
-      ? openBatchUdp(native, host, port, init, stats)
+      ? openBatchUdp(native, host, port, init, stats).then((sock) => {
+          batches.push(sock);
+          return sock;
+        })
       : openDgramUdp(host, port, init, stats);
   try {
     for (const host of init.hosts) {
@@ -202,7 +226,7 @@ async function openBatchUdp(
   port: number,
   init: DnsListenInit,
   stats: DnsStats,
-): Promise<UdpListener> {
+): Promise<BatchUdpSocket> {
   const sock: BatchUdpSocket = new BatchUdpSocket(native, host, port, (query, from, cut) => {
     if (cut || query.length > MAX_UDP_QUERY) return oversized(query, stats);
     const hit = init.cached?.(query);
@@ -226,7 +250,7 @@ async function openDgramUdp(
   init: DnsListenInit,
   stats: DnsStats,
 ): Promise<UdpListener> {
-  const udp = await bindUdp(host, port);
+  const udp = await bindUdp(host, port, stats);
   udp.on('message', (msg, rinfo) => {
     if (msg.length > MAX_UDP_QUERY) {
       const out = oversized(msg, stats);
@@ -274,7 +298,7 @@ async function bindPair(
   }
 }
 
-function bindUdp(host: string, port: number): Promise<UdpSocket> {
+function bindUdp(host: string, port: number, stats: DnsStats): Promise<UdpSocket> {
   return new Promise((resolve, reject) => {
     // Answers go to the IP a query came from: resolving it (dgram's default lookup, deferred to
     // the next tick per packet) is wasted work, so the lookup hands the literal straight back.
@@ -286,8 +310,10 @@ function bindUdp(host: string, port: number): Promise<UdpSocket> {
     sock.once('error', reject);
     sock.bind(port, host, () => {
       sock.off('error', reject);
-      // Sending to a client that went away must not take the listener down.
-      sock.on('error', () => {});
+      // A failed send (answers go without a callback) must not take the listener down.
+      sock.on('error', () => {
+        stats.udpSendErrors++;
+      });
       resolve(sock);
     });
   });

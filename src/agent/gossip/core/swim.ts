@@ -227,15 +227,6 @@ export class Swim {
     this.#originate({ kind: 'left', name: me.name, inc: me.incarnation });
   }
 
-  setMeta(meta: Record<string, string>, now: number): void {
-    const me = this.#members.get(this.#selfName) as Member;
-    me.meta = { ...meta };
-    me.incarnation++;
-    this.#originate(this.#aliveOf(me));
-    this.#emit('update', me);
-    void now;
-  }
-
   forceLeave(name: string, now: number, prune: boolean): boolean {
     const m = this.#findMember(name);
     if (!m) return false;
