@@ -10,7 +10,13 @@ import test, { type ExecutionContext } from 'ava';
 import dnsPacket from 'dns-packet';
 import fc from 'fast-check';
 import { silentLogger } from '../../src/agent/logger.ts';
-import { type DnsStats, handlePacket, listenDns, MAX_UDP_QUERY } from '../../src/api/dns/server.ts';
+import {
+  type DnsStats,
+  handlePacket,
+  listenDns,
+  MAX_UDP_QUERY,
+  newDnsStats,
+} from '../../src/api/dns/server.ts';
 import { loadUdpBatch, loadUdpBatchError } from '../../src/api/dns/udp-batch.ts';
 import { waitFor } from '../support/agent-process.ts';
 import { MemoryCatalog } from '../support/memory-catalog.ts';
@@ -39,16 +45,6 @@ async function listening(t: ExecutionContext, udpIo: 'dgram' | 'batch') {
   udp.on('message', (m) => replies.push(m));
   return { dns, port, udp, replies };
 }
-
-const newStats = (): DnsStats => ({
-  queries: 0,
-  malformed: 0,
-  formerr: 0,
-  notimp: 0,
-  dropped: 0,
-  udpSendErrors: 0,
-  udpSocketErrors: 0,
-});
 
 function setup() {
   const cat = new MemoryCatalog();
@@ -79,7 +75,7 @@ function accounted(before: DnsStats, after: DnsStats): number {
 test('random bytes: never a throw, always FORMERR/NOTIMP/dropped or an answer, each counted', async (t) => {
   const { respond, cache } = setup();
   t.teardown(() => cache.close());
-  const stats = newStats();
+  const stats = newDnsStats();
   await fc.assert(
     fc.asyncProperty(fc.uint8Array({ minLength: 0, maxLength: 600 }), async (bytes) => {
       const raw = Buffer.from(bytes);
@@ -98,7 +94,7 @@ test('random bytes: never a throw, always FORMERR/NOTIMP/dropped or an answer, e
 test('mutated valid queries: flipped, truncated, extended bytes are answered or refused, never thrown', async (t) => {
   const { respond, cache } = setup();
   t.teardown(() => cache.close());
-  const stats = newStats();
+  const stats = newDnsStats();
   const mutation = fc.record({
     base: fc.integer({ min: 0, max: validQueries.length - 1 }),
     flips: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 6 }),
@@ -126,7 +122,7 @@ test('mutated valid queries: flipped, truncated, extended bytes are answered or 
 test('specific bad packets: short, response, opcode, counts, bad name', async (t) => {
   const { respond, cache } = setup();
   t.teardown(() => cache.close());
-  const stats = newStats();
+  const stats = newDnsStats();
   const h = (raw: Buffer) => handlePacket(raw, 'udp', respond, stats, silentLogger());
   t.is(await h(Buffer.alloc(5)), undefined, 'shorter than a header: dropped');
   const asResponse = Buffer.from(validQueries[0]);
@@ -143,7 +139,7 @@ test('specific bad packets: short, response, opcode, counts, bad name', async (t
   const formerr = await asBuffer(h(badLabel));
   t.is(formerr.readUInt16BE(0), 4242);
   t.is(formerr[3] & 0x0f, 1);
-  t.deepEqual({ ...stats }, { ...newStats(), malformed: 3, formerr: 2, notimp: 1, dropped: 2 });
+  t.deepEqual({ ...stats }, { ...newDnsStats(), malformed: 3, formerr: 2, notimp: 1, dropped: 2 });
 });
 
 async function asBuffer(p: Promise<Buffer | undefined>): Promise<Buffer> {

@@ -74,6 +74,17 @@ export interface DnsListeners {
   close(): Promise<void>;
 }
 
+/** Every counter at 0. */
+export const newDnsStats = (): DnsStats => ({
+  queries: 0,
+  malformed: 0,
+  formerr: 0,
+  notimp: 0,
+  dropped: 0,
+  udpSendErrors: 0,
+  udpSocketErrors: 0,
+});
+
 /** UDP queries longer than this get FORMERR (and are read only this far in batches). */
 export const MAX_UDP_QUERY = 4_096;
 
@@ -147,15 +158,7 @@ function errorReply(raw: Buffer, rcode: number): Buffer {
 }
 
 export async function listenDns(init: DnsListenInit): Promise<DnsListeners> {
-  const stats: DnsStats = {
-    queries: 0,
-    malformed: 0,
-    formerr: 0,
-    notimp: 0,
-    dropped: 0,
-    udpSendErrors: 0,
-    udpSocketErrors: 0,
-  };
+  const stats = newDnsStats();
   const native = init.udpIo === 'dgram' ? undefined : loadUdpBatch();
   if (init.udpIo === 'batch' && native === undefined)
     throw new Error(`batched UDP I/O is not available: ${loadUdpBatchError()}`);
