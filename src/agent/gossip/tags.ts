@@ -42,10 +42,6 @@ export function memberIp(m: Pick<Member, 'addr'>): string {
   return m.addr.slice(0, m.addr.lastIndexOf(':')).replace(/^\[|\]$/g, '');
 }
 
-export function memberPort(m: Pick<Member, 'addr'>): number {
-  return Number(m.addr.slice(m.addr.lastIndexOf(':') + 1));
-}
-
 export interface ServerMember {
   name: string;
   id: string;
