@@ -162,6 +162,16 @@ async function grpcServer(
   return { addr: `127.0.0.1:${port}`, calls: () => calls, close: () => server.forceShutdown() };
 }
 
+/** A check connection pool for the test; at its end the pool goes, then `srv`. */
+function poolClosing(t: ExecutionContext, srv: { close(): Promise<void> | void }): HttpAgents {
+  const agents = new HttpAgents();
+  t.teardown(async () => {
+    agents.destroy();
+    await srv.close();
+  });
+  return agents;
+}
+
 const tcp = (address: string, over: Partial<TcpCheckConfig> = {}) =>
   tcpProbe({ address, useTls: true, tlsServerName: '', tlsSkipVerify: false, ...over });
 
@@ -184,11 +194,7 @@ function grpcCheck(t: ExecutionContext, target: string, over: Partial<GrpcCheckC
 
 test('HTTPS: a self-signed certificate is passing with TLSSkipVerify, critical without', async (t) => {
   const srv = await httpsServer(SELF_SIGNED);
-  const agents = new HttpAgents();
-  t.teardown(async () => {
-    agents.destroy();
-    await srv.close();
-  });
+  const agents = poolClosing(t, srv);
   const url = `https://${srv.addr}/ok`;
   t.deepEqual(await httpProbe(httpConfig(url, { tlsSkipVerify: true }), agents)(never()), {
     status: 'passing',
@@ -203,11 +209,7 @@ test('HTTPS: a self-signed certificate is passing with TLSSkipVerify, critical w
 
 test('HTTPS: TLSServerName is sent as SNI and the certificate is checked against it, not the URL host', async (t) => {
   const srv = await httpsServer(SIGNED);
-  const agents = new HttpAgents();
-  t.teardown(async () => {
-    agents.destroy();
-    await srv.close();
-  });
+  const agents = poolClosing(t, srv);
   const url = `https://${srv.addr}/ok`;
   t.deepEqual(await httpProbe(httpConfig(url, { tlsServerName: 'meshd.test' }), agents)(never()), {
     status: 'passing',
@@ -239,11 +241,7 @@ test('HTTPS: runs reuse one kept-alive TLS connection, negotiated as http/1.1 by
     },
     () => s?.closeAllConnections(),
   );
-  const agents = new HttpAgents();
-  t.teardown(async () => {
-    agents.destroy();
-    await srv.close();
-  });
+  const agents = poolClosing(t, srv);
   const url = `https://${srv.addr}/ok`;
   const probe = httpProbe(httpConfig(url, { tlsSkipVerify: true }), agents);
   for (let i = 0; i < 3; i++) {

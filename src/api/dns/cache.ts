@@ -73,6 +73,7 @@ export class CatalogCache {
     this.#sweep = setInterval(() => this.#dropIdle(), Math.max(1_000, this.#idleMs / 2));
     this.#sweep.unref();
   }
+
   /** `allow_stale`/`max_stale` changed by a reload: the reads from now on use them. */
   setStale(allowStale: boolean, maxStaleMs: number): void {
     this.#consistency = allowStale ? 'stale' : 'default';

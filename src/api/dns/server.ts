@@ -267,7 +267,7 @@ async function openDgramUdp(
       return;
     }
     void handlePacket(msg, 'udp', init.respond, stats, init.logger).then((out) => {
-      // No callback: a send error is an 'error' event (ignored below), and Node skips a
+      // No callback: a send error is an 'error' event (counted, see bindUdp), and Node skips a
       // completion call into JS per answer.
       if (out !== undefined) udp.send(out, rinfo.port, rinfo.address);
     });
